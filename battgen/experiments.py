@@ -1,0 +1,204 @@
+"""The paper's unseen-SOC experiment: eight cases, Phase 1 vs Phase 2, on every battery type.
+
+For a case, the *training* SOC levels are the ones measured; the rest of 5..50 % are *test*
+levels. Phase 1 trains the forest on the measured rows and tests it on each unseen level.
+Phase 2 trains a forest per unseen level on rows the CVAE generated there and tests it on the
+measured rows at that level. As in the paper (and the authors' code), generation is conditioned
+on the test batteries' true SOH and the same physical batteries appear in training and test:
+:mod:`battgen.benchmark` asks the leak-free question.
+
+Methods in the results table:
+
+- ``phase1``: forest on the measured rows at the training SOC levels;
+- ``phase2_sample``: forest on rows decoded from ``z ~ N(0, I)`` at (test SOC, SOH): the paper's
+  Phase 2 for interpolation cases;
+- ``phase2_latent_scaling``: the paper's Phase 2 for extrapolation cases (latent-space scaling);
+- ``phase2_authors_shift``: what the authors' released code does for extrapolation instead.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from battgen.data import BATTERIES, FEATURES, battery_type, load_pulsebat
+from battgen.generate import authors_shift, latent_scaling, sample
+from battgen.io import write_table
+from battgen.model import CVAEConfig
+from battgen.soh import make_forest, mape
+from battgen.train import FitJob, FittedCVAE, TrainConfig, fit_generators
+
+__all__ = [
+    "ALL_SOC",
+    "CASES",
+    "METHODS",
+    "ExperimentConfig",
+    "case_kind",
+    "test_levels",
+    "soc_percent",
+    "make_fit_job",
+    "evaluate_case",
+    "run_grid",
+    "summarize",
+    "write_results",
+]
+
+ALL_SOC: tuple[int, ...] = tuple(range(5, 55, 5))
+"""The ten SOC levels (%) of the PulseBat features."""
+
+CASES: dict[int, tuple[int, ...]] = {
+    0: (5, 15, 25, 35, 45, 50),
+    1: (5, 10, 30, 40, 50),
+    2: (5, 25, 40, 50),
+    3: (5, 25, 50),
+    4: (35, 40, 45, 50),
+    5: (20, 25, 30),
+    6: (5, 10, 15, 20),
+    7: (5, 10),
+}
+"""Training (measured) SOC levels in % per case; cases 0-3 interpolate, 4-7 extrapolate."""
+
+METHODS: dict[str, str] = {
+    "phase1": "forest on measured rows at the training SOC levels",
+    "phase2_sample": "forest on CVAE rows decoded from z ~ N(0, I) at the test SOC",
+    "phase2_latent_scaling": "forest on CVAE rows from the paper's latent-space scaling",
+    "phase2_authors_shift": "forest on CVAE rows at the 2nd training SOC shifted by the authors' physic_weight",
+}
+RESULT_COLUMNS = ["battery", "pulse_width_s", "case", "kind", "seed", "test_soc", "method", "mape", "ape_std", "n_train", "n_test"]
+
+
+def case_kind(case: int) -> str:
+    """``"interpolation"`` for cases 0-3, ``"extrapolation"`` for 4-7."""
+    if case not in CASES:
+        raise ValueError(f"unknown case {case!r}; expected one of {sorted(CASES)}")
+    return "interpolation" if case <= 3 else "extrapolation"
+
+
+def test_levels(case: int) -> tuple[int, ...]:
+    """The unseen SOC levels (%) of a case."""
+    case_kind(case)
+    return tuple(s for s in ALL_SOC if s not in CASES[case])
+
+
+def soc_percent(df: pd.DataFrame) -> np.ndarray:
+    """SOC of each row as an integer percentage (5, 10, ...)."""
+    return np.rint(df["soc"].to_numpy() * 100).astype(int)
+
+
+@dataclass
+class ExperimentConfig:
+    """What :func:`run_grid` runs; defaults are the paper's."""
+
+    batteries: Sequence[str] = tuple(BATTERIES)
+    pulse_width_s: int = 5
+    cases: Sequence[int] = tuple(CASES)
+    seeds: Sequence[int] = (0,)
+    model: CVAEConfig = field(default_factory=CVAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_dir: str | None = None
+    progress: bool | None = None
+
+
+def _seed_for(*parts: object) -> int:
+    """A stable 32-bit seed derived from the parts (battery names hash the same in every run)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def make_fit_job(df: pd.DataFrame, case: int, seed: int) -> FitJob:
+    """The paper's generator fit for one case: training-SOC rows; the condition scaler also sees
+    the conditions that will be generated (all rows' [SOC, SOH], as the authors' code does)."""
+    train = df[np.isin(soc_percent(df), CASES[case])]
+    return FitJob(
+        features=train[FEATURES].to_numpy(float),
+        conditions=train[["soc", "soh"]].to_numpy(float),
+        seed=seed,
+        extra_conditions=df[["soc", "soh"]].to_numpy(float),
+        provenance={"battery": str(df["battery"].iloc[0]), "case": case, "train_soc": list(CASES[case]),
+                    "pulse_width_s": float(df["pulse_width_s"].iloc[0])},
+    )
+
+
+def generate_for_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE) -> dict[str, np.ndarray]:
+    """Generated features for every target row (all rows at the unseen levels), per method."""
+    socs = soc_percent(df)
+    train, targets = df[np.isin(socs, CASES[case])], df[~np.isin(socs, CASES[case])]
+    cond = targets[["soc", "soh"]].to_numpy(float)  # true SOH of the test batteries, as the paper
+    battery = str(df["battery"].iloc[0])
+    out = {"phase2_sample": sample(fitted, cond, 1, seed=_seed_for(battery, case, seed, "sample"))[0]}
+    if case_kind(case) == "extrapolation":
+        out["phase2_latent_scaling"] = latent_scaling(
+            fitted, train[FEATURES].to_numpy(float), train[["soc", "soh"]].to_numpy(float), cond,
+            train_groups=train["battery_id"].to_numpy(), target_groups=targets["battery_id"].to_numpy(),
+            seed=_seed_for(battery, case, seed, "latent"))[0]
+        out["phase2_authors_shift"] = authors_shift(
+            fitted, cond, anchor_soc=CASES[case][1] / 100, battery=battery, seed=_seed_for(battery, case, seed, "shift"))[0]
+    return out
+
+
+def evaluate_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE) -> list[dict]:
+    """Phase 1 and Phase 2 MAPE at every unseen level of one case (one battery type, one seed)."""
+    socs = soc_percent(df)
+    train_mask = np.isin(socs, CASES[case])
+    train, targets = df[train_mask], df[~train_mask]
+    target_socs = socs[~train_mask]
+    battery, pw = str(df["battery"].iloc[0]), float(df["pulse_width_s"].iloc[0])
+    phase1 = make_forest(seed).fit(train[FEATURES].to_numpy(float), train["soh"].to_numpy(float))
+    generated = generate_for_case(df, case, seed, fitted)
+    rows = []
+    for level in test_levels(case):
+        at = target_socs == level
+        X_test, y_test = targets.loc[at, FEATURES].to_numpy(float), targets.loc[at, "soh"].to_numpy(float)
+        preds = {"phase1": (phase1.predict(X_test), len(train))}
+        for method, feats in generated.items():
+            forest = make_forest(seed).fit(feats[at], y_test)  # labels: the conditioned SOH
+            preds[method] = (forest.predict(X_test), int(at.sum()))
+        for method, (pred, n_train) in preds.items():
+            m, s = mape(y_test, pred)
+            rows.append(dict(battery=battery, pulse_width_s=pw, case=case, kind=case_kind(case), seed=seed,
+                             test_soc=level, method=method, mape=m, ape_std=s, n_train=n_train, n_test=int(at.sum())))
+    return rows
+
+
+def run_grid(config: ExperimentConfig | None = None, frames: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Run every battery x case x seed; return the tidy results table (:data:`RESULT_COLUMNS`).
+
+    The generators of one seed (all batteries and cases) are trained together as one stack.
+    """
+    cfg = config or ExperimentConfig()
+    keys = [battery_type(b).key for b in cfg.batteries]
+    frames = frames or {b: load_pulsebat(b, cfg.pulse_width_s, data_dir=cfg.data_dir) for b in keys}
+    rows: list[dict] = []
+    for seed in cfg.seeds:
+        plan = [(b, case) for b in keys for case in cfg.cases]
+        fitted = fit_generators([make_fit_job(frames[b], case, seed) for b, case in plan], cfg.model, cfg.train, cfg.progress)
+        for (b, case), gen in zip(plan, fitted):
+            rows.extend(evaluate_case(frames[b], case, seed, gen))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def summarize(results: pd.DataFrame, by: Iterable[str] = ("battery", "case", "kind", "method")) -> pd.DataFrame:
+    """Mean MAPE over test SOC levels, then mean and spread over seeds.
+
+    Columns: the ``by`` keys, ``mape`` (mean over seeds of the per-seed mean), ``mape_seed_std``
+    (standard deviation over seeds; 0 with one seed) and ``n_seeds``.
+    """
+    by = list(by)
+    per_seed = results.groupby(by + ["seed"], sort=False)["mape"].mean().reset_index()
+    out = per_seed.groupby(by, sort=False)["mape"].agg(mape="mean", mape_seed_std=lambda s: s.std(ddof=1) if len(s) > 1 else 0.0,
+                                                       n_seeds="count")
+    return out.reset_index()
+
+
+def write_results(results: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.csv``, ``results.json`` and ``summary.csv`` into ``out_dir``, atomically."""
+    out_dir = Path(out_dir)
+    return {
+        "csv": write_table(results, out_dir / "results.csv"),
+        "json": write_table(results, out_dir / "results.json"),
+        "summary": write_table(summarize(results), out_dir / "summary.csv"),
+    }
