@@ -242,53 +242,52 @@ def _excel_row(df: pd.DataFrame, i: int) -> int:
     return int(df.index[i]) + 2  # header is row 1, data start at row 2
 
 
+def _as_numbers(df: pd.DataFrame, col: str, source: str, what: str) -> pd.Series:
+    """Column ``col`` as floats; ValueError naming file, column and row if missing, text or NaN."""
+    if col not in df.columns:
+        raise ValueError(f"{source}: column {col!r} is missing; expected {what}")
+    values = pd.to_numeric(df[col], errors="coerce")
+    for bad, problem in ((values.isna() & df[col].notna(), "{value!r} is not a number"), (values.isna(), "value is missing (NaN)")):
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{source}: column {col!r}, row {_excel_row(df, i)}: "
+                             f"{problem.format(value=df[col].iloc[i])}; expected {what}")
+    return values.astype(float)
+
+
+def _in_range(values: pd.Series, df: pd.DataFrame, col: str, source: str, lo: float, hi: float, what: str,
+              lo_inclusive: bool = False) -> None:
+    out = ((values < lo) if lo_inclusive else (values <= lo)) | (values > hi)
+    if out.any():
+        i = int(np.flatnonzero(out.to_numpy())[0])
+        interval = f"{'[' if lo_inclusive else '('}{lo}, {hi}]"
+        raise ValueError(f"{source}: column {col!r}, row {_excel_row(df, i)}: {float(values.iloc[i])!r} is outside {interval}; expected {what}")
+
+
 def validate_features(df: pd.DataFrame, source: str, columns: list[str] | None = None) -> None:
     """Check that every feature column exists, is numeric, has no NaN and lies in 1.5-5 V.
 
     Raises ``ValueError`` naming ``source``, the column and the (spreadsheet) row.
     """
+    lo, hi = VOLTAGE_RANGE_V
     for col in columns or FEATURES:
-        if col not in df.columns:
-            raise ValueError(f"{source}: column {col!r} is missing; expected the 21 voltages U1..U21 (V)")
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad_text = values.isna() & df[col].notna()
-        if bad_text.any():
-            i = int(np.flatnonzero(bad_text.to_numpy())[0])
-            raise ValueError(f"{source}: column {col!r}, row {_excel_row(df, i)}: {df[col].iloc[i]!r} is not a number; expected volts")
-        if values.isna().any():
-            i = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise ValueError(f"{source}: column {col!r}, row {_excel_row(df, i)}: value is missing (NaN); expected volts")
-        lo, hi = VOLTAGE_RANGE_V
-        out = (values < lo) | (values > hi)
-        if out.any():
-            i = int(np.flatnonzero(out.to_numpy())[0])
-            raise ValueError(
-                f"{source}: column {col!r}, row {_excel_row(df, i)}: {values.iloc[i]!r} V is outside {lo}-{hi} V "
-                "(millivolts instead of volts?)"
-            )
+        values = _as_numbers(df, col, source, "the pulse voltages U1..U21 in volts")
+        _in_range(values, df, col, source, lo, hi, "volts between 1.5 and 5 (millivolts instead of volts?)", lo_inclusive=True)
 
 
 def _numeric(df: pd.DataFrame, col: str, source: str, lo: float, hi: float, what: str) -> pd.Series:
-    if col not in df.columns:
-        raise ValueError(f"{source}: column {col!r} is missing; expected {what}")
-    values = pd.to_numeric(df[col], errors="coerce")
-    bad = values.isna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{source}: column {col!r}, row {_excel_row(df, i)}: {df[col].iloc[i]!r} is not a number; expected {what}")
-    out = (values <= lo) | (values > hi)
-    if out.any():
-        i = int(np.flatnonzero(out.to_numpy())[0])
-        raise ValueError(f"{source}: column {col!r}, row {_excel_row(df, i)}: {values.iloc[i]!r} is outside ({lo}, {hi}]; expected {what}")
-    return values.astype(float)
+    values = _as_numbers(df, col, source, what)
+    _in_range(values, df, col, source, lo, hi, what)
+    return values
 
 
 def _ids(raw: pd.DataFrame, btype: BatteryType) -> tuple[pd.Series, pd.Series]:
     """Return (cell, battery_id) as strings."""
     if "ID" in raw.columns:
         bid = raw["ID"].astype(str).str.strip()
-    else:  # NMC 2.1 Ah 3 s file: only "SOC-D3-100.xls" style names
-        bid = raw["File_Name"].astype(str).str.replace(r"^SOC-|\.xlsx?$", "", regex=True)
+    else:  # 3 s files without an ID column: "SOC-D3-100.xls" or "..._ID_<id>.xlsx" file names
+        name = raw["File_Name"].astype(str)
+        bid = name.str.extract(r"_ID_(.+?)\.xlsx?$")[0].fillna(name.str.replace(r"^SOC-|\.xlsx?$", "", regex=True))
     cell = bid.str.split("-").str[0] if btype.key == "NMC2.1" else bid
     return cell, bid
 
@@ -296,7 +295,7 @@ def _ids(raw: pd.DataFrame, btype: BatteryType) -> tuple[pd.Series, pd.Series]:
 def _read_table(path: Path, btype: BatteryType, pulse_width_s: int) -> pd.DataFrame:
     sheets = pd.ExcelFile(path).sheet_names
     sheet = "SOC ALL" if "SOC ALL" in sheets else sheets[0]
-    raw = pd.read_excel(path, sheet_name=sheet)
+    raw = pd.read_excel(path, sheet_name=sheet, keep_default_na=False, na_values=[""])
     return raw.rename(columns={k: v for k, v in _RENAME.items() if k in raw.columns and v not in raw.columns})
 
 

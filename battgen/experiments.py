@@ -85,6 +85,9 @@ def test_levels(case: int) -> tuple[int, ...]:
     return tuple(s for s in ALL_SOC if s not in CASES[case])
 
 
+test_levels.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one
+
+
 def soc_percent(df: pd.DataFrame) -> np.ndarray:
     """SOC of each row as an integer percentage (5, 10, ...)."""
     return np.rint(df["soc"].to_numpy() * 100).astype(int)

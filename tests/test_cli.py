@@ -1,0 +1,30 @@
+"""The battgen command line, end to end on the real data (tiny settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from battgen.cli import main
+
+
+def test_fetch_verifies_every_file(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fetch", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok  ") == 11 and "features_5s/LMO_10Ah_W_5000.xlsx" in out
+
+
+def test_reproduce_prints_the_summary_and_writes_results(data_dir: Path, tmp_path: Path, capsys) -> None:
+    rc = main(["reproduce", "--battery", "LFP35", "--cases", "0", "4", "--seeds", "0", "--epochs", "1",
+               "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Mean MAPE (%)" in out and "phase2_authors_shift" in out and "LFP35" in out
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 2 * 4 + 6 * 4
+
+
+def test_bad_battery_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["reproduce", "--battery", "NCA", "--out", str(tmp_path)]) == 2
+    assert "unknown battery type 'NCA'" in capsys.readouterr().err

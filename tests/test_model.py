@@ -1,0 +1,87 @@
+"""battgen.model: the paper's structure, shapes, parameter count and the attention maths."""
+
+from __future__ import annotations
+
+import torch
+
+from battgen.model import CVAE, CVAEConfig, UnitCrossAttention, _SoftmaxRead, count_parameters, set_seed
+
+
+def test_parameter_count_matches_the_keras_model() -> None:
+    assert count_parameters(CVAE()) == 4315
+    # 192 (condition) + 1408 (encoder) + 2 x 449 (attention) + 2 x 130 (z) + 192 + 1365 (decoder)
+    assert count_parameters(UnitCrossAttention(64, 1)) == 449
+
+
+def test_forward_shapes_and_attention_rows_sum_to_one() -> None:
+    set_seed(0)
+    model = CVAE()
+    x, c = torch.rand(5, 21), torch.rand(5, 2)
+    x_hat, mu, logvar, extras = model(x, c, return_attention=True)  # (5, 21), (5, 2), (5, 2)
+    assert x_hat.shape == (5, 21) and mu.shape == (5, 2) and logvar.shape == (5, 2)
+    assert ((x_hat > 0) & (x_hat < 1)).all()  # sigmoid output
+    for name in ("encoder_attention", "decoder_attention"):
+        att = extras[name]
+        assert att.shape == (5, 64, 64)
+        torch.testing.assert_close(att.sum(-1), torch.ones(5, 64))
+    assert model(x, c)[3] == {}
+
+
+def test_factorised_attention_equals_textbook_attention() -> None:
+    torch.manual_seed(1)
+    for heads in (1, 2):
+        att = UnitCrossAttention(key_dim=8, num_heads=heads)
+        for p in att.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+        q, ctx = torch.rand(4, 6), torch.rand(4, 5) * 2
+        y_fast, a_fast = att(q, ctx)
+        y_ref, a_ref = att.forward_naive(q, ctx)
+        torch.testing.assert_close(y_fast, y_ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a_fast, a_ref, atol=1e-6, rtol=1e-5)
+
+
+def test_softmax_read_gradients_match_autograd() -> None:
+    s = torch.randn(3, 2, 5, dtype=torch.double, requires_grad=True)
+    ctx = torch.rand(3, 2, 6, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _SoftmaxRead.apply(a, b)[0], (s, ctx))
+
+
+def test_known_value_single_unit_attention() -> None:
+    """One query unit, two context units, hand-set weights: the output is a softmax average."""
+    att = UnitCrossAttention(key_dim=1, num_heads=1)
+    with torch.no_grad():
+        for lin in (att.query, att.key, att.value, att.out):
+            lin.weight.fill_(1.0)
+            lin.bias.fill_(0.0)
+    y, a = att(torch.tensor([[1.0]]), torch.tensor([[0.0, 1.0]]))
+    w = torch.softmax(torch.tensor([0.0, 1.0]), 0)  # logits q*k = 1*0, 1*1
+    torch.testing.assert_close(a[0, 0], w)
+    torch.testing.assert_close(y, (w[1] * 1.0).reshape(1, 1))
+
+
+def test_loss_terms_are_the_papers() -> None:
+    model = CVAE()
+    x = torch.full((2, 21), 0.5)
+    x_hat = torch.full((2, 21), 0.3)
+    mu, logvar = torch.zeros(2, 2), torch.zeros(2, 2)
+    terms = model.loss(x, x_hat, mu, logvar)
+    torch.testing.assert_close(terms["recon"], torch.tensor(21 * 0.04))  # 21 * MSE
+    torch.testing.assert_close(terms["kl"], torch.tensor(0.0))  # N(0, I) posterior
+    torch.testing.assert_close(terms["loss"], torch.tensor(0.5 * 21 * 0.04))
+    terms = model.loss(x, x, torch.ones(2, 2), torch.zeros(2, 2))
+    torch.testing.assert_close(terms["kl"], torch.tensor(1.0))  # 0.5 * sum(mu^2) over 2 dims
+
+
+def test_concat_ablation_has_no_attention() -> None:
+    model = CVAE(CVAEConfig(conditioning="concat"))
+    x_hat, _, _, extras = model(torch.rand(3, 21), torch.rand(3, 2), return_attention=True)
+    assert x_hat.shape == (3, 21) and extras["encoder_attention"] is None
+    assert not hasattr(model, "enc_attn")
+
+
+def test_set_seed_makes_initialisation_repeatable() -> None:
+    set_seed(3)
+    a = CVAE().state_dict()
+    set_seed(3)
+    b = CVAE().state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
