@@ -69,38 +69,39 @@ def _keras_init(module: nn.Module) -> None:
 
 
 class _SoftmaxRead(torch.autograd.Function):
-    """``g_i = sum_j softmax_j(s_i C_j) C_j`` with a hand-written backward.
+    """``g_i = sum_j softmax_j(s_i C_j) C_j`` in four passes over the (..., Tq, Tk) tensor.
 
-    For logits that are products ``s_i * C_j`` the gradients have closed forms:
-    ``dg_i/ds_i = Var_att(C)_i = sum_j att_ij C_j^2 - g_i^2`` and
-    ``dg_i/dC_j = att_ij (1 + s_i (C_j - g_i))``, so the backward pass needs two batched
-    matrix products instead of autograd's chain through the (..., Tq, Tk) logits. Checked
-    against autograd by ``torch.autograd.gradcheck`` in the tests.
+    The logits are outer products ``s_i * C_j``, so their row maximum needs no pass over them
+    (``s_i * max C`` or ``s_i * min C``), one ``exp`` pass gives the unnormalised weights ``E``, and
+    one batched product ``E @ [1, C, C^2]`` gives the normaliser, ``g`` and the second moment.
+    The gradients have closed forms: ``dg_i/ds_i = sum_j att_ij C_j^2 - g_i^2`` and
+    ``dg_i/dC_j = att_ij (1 + s_i (C_j - g_i))``, one more batched product. Checked against
+    autograd by ``torch.autograd.gradcheck`` in the tests.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(s: torch.Tensor, ctx_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        att = (s.unsqueeze(-1) * ctx_tokens.unsqueeze(-2)).softmax(dim=-1)  # (..., Tq, Tk)
-        g = (att @ ctx_tokens.unsqueeze(-1)).squeeze(-1)  # (..., Tq)
-        return g, att
+    def forward(s: torch.Tensor, C: torch.Tensor):
+        row_max = torch.where(s >= 0, s * C.amax(-1, keepdim=True), s * C.amin(-1, keepdim=True))  # (..., Tq)
+        E = torch.addcmul(-row_max.unsqueeze(-1), s.unsqueeze(-1), C.unsqueeze(-2)).exp_()  # (..., Tq, Tk)
+        moments = E @ torch.stack([torch.ones_like(C), C, C * C], dim=-1)  # (..., Tq, 3)
+        Z = moments[..., 0]  # (..., Tq)
+        return moments[..., 1] / Z, E, Z, moments[..., 2] / Z  # g, E, Z, second moment
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        s, ctx_tokens = inputs
-        g, att = output
-        ctx.save_for_backward(s, ctx_tokens, g, att)
-        ctx.mark_non_differentiable(att)
+        s, C = inputs
+        g, E, Z, second = output
+        ctx.save_for_backward(s, C, g, E, Z, second)
+        ctx.mark_non_differentiable(E, Z, second)
 
     @staticmethod
-    def backward(ctx, dg: torch.Tensor, _datt: torch.Tensor):
-        s, C, g, att = ctx.saved_tensors
-        second = (att @ (C * C).unsqueeze(-1)).squeeze(-1)  # (..., Tq): sum_j att_ij C_j^2
+    def backward(ctx, dg: torch.Tensor, *_unused: torch.Tensor):
+        s, C, g, E, Z, second = ctx.saved_tensors
         ds = dg * (second - g * g)  # (..., Tq)
-        A = att * dg.unsqueeze(-1)  # (..., Tq, Tk)
-        basis = torch.stack([torch.ones_like(s), s, s * g], dim=-1)  # (..., Tq, 3)
-        R = A.transpose(-2, -1) @ basis  # (..., Tk, 3)
+        w = dg / Z  # (..., Tq)
+        R = E.transpose(-2, -1) @ torch.stack([w, w * s, w * s * g], dim=-1)  # (..., Tk, 3)
         dC = R[..., 0] + C * R[..., 1] - R[..., 2]  # (..., Tk)
         return ds, dC
 
@@ -123,29 +124,34 @@ class UnitCrossAttention(nn.Module):
         self.value = nn.Linear(1, width)
         self.out = nn.Linear(width, 1)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, context: torch.Tensor, need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Exact attention in O(B * Tq * Tk) instead of O(B * Tq * Tk * D).
 
         With size-1 tokens, ``q_i = h_i wq + bq`` and ``k_j = C_j wk + bk``, so the logit
         ``q_i . k_j / sqrt(D) = C_j (a h_i + c) + (terms constant in j)`` with
         ``a = wq.wk / sqrt(D)``, ``c = bq.wk / sqrt(D)``; the constant terms cancel in the
-        softmax. Since each row sums to 1, the output ``sum_j att_ij (C_j wv + bv) . wo + bo``
-        is ``alpha * sum_j att_ij C_j + beta``. Same function and gradients as
-        :meth:`forward_naive`, 64x fewer multiplications.
+        softmax (so ``bk`` has no effect, as in Keras). Since each row sums to 1, the output
+        ``sum_j att_ij (C_j wv + bv) . wo + bo`` is ``alpha * sum_j att_ij C_j + beta``. Same
+        function and gradients as :meth:`forward_naive`, 64x fewer multiplications. Returns
+        ``(y, attention map or None)``.
         """
         H, D = self.num_heads, self.key_dim
         wq, bq = self.query.weight.view(H, D), self.query.bias.view(H, D)  # (H, D) each
-        wk = self.key.weight.view(H, D)  # (H, D); bk only adds a per-row constant
+        wk = self.key.weight.view(H, D)  # (H, D)
         wv, bv = self.value.weight.view(H, D), self.value.bias.view(H, D)  # (H, D) each
         wo = self.out.weight.view(H, D)  # (H, D)
         a = (wq * wk).sum(-1) / math.sqrt(D)  # (H,)
         c = (bq * wk).sum(-1) / math.sqrt(D)  # (H,)
         slope = a[:, None] * query[:, None, :] + c[:, None]  # (B, H, Tq)
-        read, att = _SoftmaxRead.apply(slope, context[:, None, :].expand(-1, H, -1))  # (B, H, Tq), (B, H, Tq, Tk)
+        tokens = context[:, None, :].expand(-1, H, -1)  # (B, H, Tk)
+        read, E, Z, _ = _SoftmaxRead.apply(slope, tokens)  # (B, H, Tq), (B, H, Tq, Tk), (B, H, Tq)
         alpha = (wv * wo).sum(-1)  # (H,)
         beta = (bv * wo).sum() + self.out.bias  # (1,)
         y = (alpha[:, None] * read).sum(dim=1) + beta  # (B, Tq)
-        return y, (att[:, 0] if H == 1 else att.mean(dim=1))  # (B, Tq), (B, Tq, Tk)
+        if not need_weights:
+            return y, None
+        att = E.detach() / Z.detach().unsqueeze(-1)  # (B, H, Tq, Tk), rows sum to 1
+        return y, att.mean(dim=1)  # (B, Tq), (B, Tq, Tk)
 
     def forward_naive(self, query: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Textbook multi-head attention on (B, T, 1) sequences, as Keras computes it."""
@@ -186,15 +192,16 @@ class CVAE(nn.Module):
     def embed_condition(self, c: torch.Tensor) -> torch.Tensor:
         return F.relu(self.cond_embed(c))  # (B, E)
 
-    def _condition(self, h: torch.Tensor, C: torch.Tensor, attn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _condition(self, h: torch.Tensor, C: torch.Tensor, attn: nn.Module | None, need_weights: bool):
         if attn is None:  # ablation: concatenate the condition embedding instead of attending to it
             return torch.cat([h, C], dim=-1), None  # (B, I+E)
-        return attn(h, C)  # (B, I), (B, I, E)
+        return attn(h, C, need_weights)  # (B, I), (B, I, E) or None
 
-    def encode(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def encode(self, x: torch.Tensor, c: torch.Tensor, return_attention: bool = False):
+        """Return ``(z_mean, z_logvar, encoder attention map or None)``."""
         C = self.embed_condition(c)  # (B, E)
         h = F.relu(self.enc_hidden(x))  # (B, I)
-        a, att = self._condition(h, C, getattr(self, "enc_attn", None))  # (B, I), (B, I, E)
+        a, att = self._condition(h, C, getattr(self, "enc_attn", None), return_attention)  # (B, I), (B, I, E)
         return self.z_mean(a), self.z_logvar(a), att  # (B, L), (B, L), (B, I, E)
 
     @staticmethod
@@ -204,18 +211,19 @@ class CVAE(nn.Module):
     def decode(self, z: torch.Tensor, c: torch.Tensor, return_attention: bool = False):
         C = self.embed_condition(c)  # (B, E)
         h = F.relu(self.dec_hidden(z))  # (B, I)
-        a, att = self._condition(h, C, getattr(self, "dec_attn", None))  # (B, I), (B, I, E)
+        a, att = self._condition(h, C, getattr(self, "dec_attn", None), return_attention)  # (B, I), (B, I, E)
         out = self.dec_out(a)  # (B, F)
         out = torch.sigmoid(out) if self.config.output == "sigmoid" else out
         return (out, att) if return_attention else out
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, return_attention: bool = False):
         """Return ``(x_hat, z_mean, z_logvar, extras)``; ``extras`` holds the attention maps if asked."""
-        mu, logvar, enc_att = self.encode(x, c)  # (B, L), (B, L), (B, I, E)
+        mu, logvar, enc_att = self.encode(x, c, return_attention)  # (B, L), (B, L), (B, I, E)
         z = self.reparameterize(mu, logvar)  # (B, L)
+        if not return_attention:
+            return self.decode(z, c), mu, logvar, {}  # (B, F), (B, L), (B, L)
         x_hat, dec_att = self.decode(z, c, return_attention=True)  # (B, F), (B, I, E)
-        extras = {"encoder_attention": enc_att, "decoder_attention": dec_att} if return_attention else {}
-        return x_hat, mu, logvar, extras
+        return x_hat, mu, logvar, {"encoder_attention": enc_att, "decoder_attention": dec_att}
 
     def loss(self, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
         """The paper's loss: mean over the batch of ``w_recon * F * MSE + w_kl * KL``."""

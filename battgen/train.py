@@ -30,7 +30,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from battgen.io import atomic_path, progress_enabled
 from battgen.model import CVAE, CVAEConfig
 
-__all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "fit_generator", "fit_generators"]
+__all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "feature_scaler_for", "fit_generator", "fit_generators"]
 
 FORMAT_VERSION = 1
 
@@ -46,6 +46,8 @@ class TrainConfig:
     beta2: float = 0.999
     eps: float = 1e-7
     threads: int | None = None  # torch intra-op threads; None keeps torch's default (all cores)
+    free_bits: float = 0.0  # KL floor per latent dimension in nats, on the batch mean (0: the paper's plain KL)
+    kl_anneal_epochs: int = 0  # ramp the KL weight linearly from 1/n to 1 over the first n epochs (0: paper, no ramp)
 
 
 @dataclass
@@ -92,6 +94,18 @@ class FitJob:
     seed: int = 0
     extra_conditions: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    feature_bounds: tuple[float, float] | None = None  # fixed feature scaler (volts), e.g. (1.5, 5.0); None: MinMax on the rows
+
+
+def feature_scaler_for(job: FitJob) -> MinMaxScaler:
+    """The job's feature scaler: MinMax on its rows (paper), or the fixed range ``job.feature_bounds``."""
+    if job.feature_bounds is None:
+        return MinMaxScaler.fit(job.features)
+    lo, hi = (float(v) for v in job.feature_bounds)
+    if not hi > lo:
+        raise ValueError(f"feature_bounds must be (low, high) with high > low, got {job.feature_bounds!r}")
+    width = np.asarray(job.features).shape[1]
+    return MinMaxScaler(np.full(width, lo), np.full(width, hi))
 
 
 @dataclass
@@ -129,7 +143,7 @@ class FittedCVAE:
     def attention(self, features: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
         """Encoder and decoder attention maps, (n, 64, 64) each, for rows in physical units."""
         x = torch.as_tensor(self.feature_scaler.transform(np.atleast_2d(features)), dtype=torch.float32)
-        mu, _, enc = self.model.encode(x, self._cond(conditions))
+        mu, _, enc = self.model.encode(x, self._cond(conditions), return_attention=True)
         _, dec = self.model.decode(mu, self._cond(conditions), return_attention=True)
         return {"encoder": enc.numpy(), "decoder": dec.numpy()}
 
@@ -185,20 +199,29 @@ def _jsonable(o: Any) -> Any:
 class _LossTerms(torch.nn.Module):
     """Per-fit loss terms for one mini-batch; vmapped over the stacked parameters."""
 
-    def __init__(self, model: CVAE):
+    def __init__(self, model: CVAE, free_bits: float = 0.0):
         super().__init__()
         self.m = model
+        self.free_bits = float(free_bits)
 
-    def forward(self, x, c, eps, w):  # (B, F), (B, 2), (B, L), (B,)
+    def forward(self, x, c, eps, w, beta=None):  # (B, F), (B, 2), (B, L), (B,), () KL-weight multiplier
         mu, logvar, _ = self.m.encode(x, c)  # (B, L), (B, L)
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, L)
         x_hat = self.m.decode(z, c)  # (B, F)
         cfg = self.m.config
         recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=1)  # (B,)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)  # (B,)
+        kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, L)
+        kl = kl_dims.sum(dim=1)  # (B,)
         n = w.sum()
-        terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, B)
-        return (terms * w).sum(dim=1) / n  # (3,): loss, recon, kl
+        if self.free_bits <= 0 and beta is None:  # the paper's loss, bit for bit
+            terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, B)
+            return (terms * w).sum(dim=1) / n  # (3,): loss, recon, kl
+        w_kl = cfg.w_kl if beta is None else cfg.w_kl * beta
+        mean_recon = (recon * w).sum() / n
+        kl_per_dim = (kl_dims * w[:, None]).sum(dim=0) / n  # (L,) batch-mean KL of each latent dimension
+        kl_term = kl_per_dim.clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl_per_dim.sum()
+        loss = cfg.w_recon * mean_recon + w_kl * kl_term
+        return torch.stack([loss, mean_recon, kl_per_dim.sum()])  # (3,): loss, recon, kl
 
 
 def _validate_job(i: int, job: FitJob, cfg: CVAEConfig) -> None:
@@ -235,7 +258,7 @@ def fit_generators(
         torch.set_num_threads(tc.threads)
 
     bs, E = tc.batch_size, tc.epochs
-    f_scalers = [MinMaxScaler.fit(j.features) for j in jobs]
+    f_scalers = [feature_scaler_for(j) for j in jobs]
     c_scalers = [MinMaxScaler.fit(np.vstack([j.conditions] + ([j.extra_conditions] if j.extra_conditions is not None else [])))
                  for j in jobs]
     sizes = np.array([len(j.features) for j in jobs])
@@ -265,9 +288,11 @@ def fit_generators(
         models.append(CVAE(cfg))
 
     params, _ = stack_module_state(models)  # name -> (M, ...) leaf tensors
-    base = _LossTerms(copy.deepcopy(models[0]).to("meta"))
+    base = _LossTerms(copy.deepcopy(models[0]).to("meta"), tc.free_bits)
     names = list(params)
     batched = vmap(lambda p, x, c, e, w: functional_call(base, {f"m.{k}": v for k, v in zip(names, p)}, (x, c, e, w)))
+    annealed = vmap(lambda p, x, c, e, w, b: functional_call(base, {f"m.{k}": v for k, v in zip(names, p)}, (x, c, e, w, b)))
+    batches_per_epoch = torch.as_tensor(np.ceil(sizes[order] / bs), dtype=torch.float32)  # (M,) in slot order
     adam_m = [torch.zeros_like(p) for p in params.values()]
     adam_v = [torch.zeros_like(p) for p in params.values()]
     history = torch.zeros(M, T, 3)  # (M, T, 3) per-step loss terms
@@ -285,7 +310,12 @@ def fit_generators(
         rows = idx[:k, t]  # (k, bs)
         x = X[slots[:k], rows]  # (k, bs, F)
         c = C[slots[:k], rows]  # (k, bs, 2)
-        terms = batched([p[:k] for p in leaves], x, c, eps[:k, t], wts[:k, t])  # (k, 3)
+        if tc.kl_anneal_epochs > 0:  # each fit's epoch is t // its batches per epoch
+            epoch = torch.floor(t / batches_per_epoch[:k])  # (k,)
+            beta = torch.clamp((epoch + 1) / tc.kl_anneal_epochs, max=1.0)  # (k,)
+            terms = annealed([p[:k] for p in leaves], x, c, eps[:k, t], wts[:k, t], beta)  # (k, 3)
+        else:
+            terms = batched([p[:k] for p in leaves], x, c, eps[:k, t], wts[:k, t])  # (k, 3)
         grads = torch.autograd.grad(terms[:, 0].sum(), leaves, allow_unused=True, materialize_grads=True)
         with torch.no_grad():
             history[:k, t] = terms
