@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,35 +11,20 @@ import pytest
 
 from battgen import economics as ec
 from battgen.data import fetch
+from battgen.experiments import CASES
 
 LMO_KEY = "workstep/LMO_C_10_B_2_SOC_5-55_Part_1-1_ID_PIP15827A00221240.xlsx"
 NMC_KEY = "workstep/NMC_C_21_B_6_SOC_5-90_Part_1-2_ID_02LCC02100101A87Y0052124.xlsx"
-CASES = {0: (5, 15, 25, 35, 45, 50), 1: (5, 10, 30, 40, 50), 2: (5, 25, 40, 50), 3: (5, 25, 50),
-         4: (35, 40, 45, 50), 5: (20, 25, 30), 6: (5, 10, 15, 20), 7: (5, 10)}
-
-
-def _data_dir() -> Path | None:
-    env = os.environ.get("BATTGEN_DATA_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[2] / "shared" / "pulsebat"
-    return here if here.is_dir() else None
 
 
 @pytest.fixture(scope="module")
-def lmo_path() -> Path:
-    try:
-        return fetch(LMO_KEY, _data_dir(), download=False)
-    except FileNotFoundError as exc:
-        pytest.skip(f"workstep data not available: {exc}")
+def lmo_path(data_dir: Path) -> Path:
+    return fetch(LMO_KEY, data_dir, download=False)  # a missing file fails the test, never skips it
 
 
 @pytest.fixture(scope="module")
-def nmc_path() -> Path:
-    try:
-        return fetch(NMC_KEY, _data_dir(), download=False)
-    except FileNotFoundError as exc:
-        pytest.skip(f"workstep data not available: {exc}")
+def nmc_path(data_dir: Path) -> Path:
+    return fetch(NMC_KEY, data_dir, download=False)
 
 
 @pytest.fixture()
