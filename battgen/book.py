@@ -156,14 +156,25 @@ def source_fingerprint(source: Path) -> str:
     return hashlib.sha256(source.read_bytes()).hexdigest()
 
 
-def fingerprint(chapter: Chapter, parameters: dict[str, Any], package: str, data: str) -> str:
+def inputs(chapter: Chapter, parameters: dict[str, Any], package: str, data: str) -> dict[str, Any]:
     """What an executed chapter depends on: its source, the package, the data and the parameters."""
-    blob = json.dumps(
-        {"source": source_fingerprint(chapter.source), "package": package, "data": data, "parameters": parameters},
-        sort_keys=True,
-        default=str,
-    )
+    return {"source": source_fingerprint(chapter.source), "package": package, "data": data, "parameters": parameters}
+
+
+def fingerprint(chapter: Chapter, parameters: dict[str, Any], package: str, data: str) -> str:
+    """One sha256 over :func:`inputs`; stored in the executed notebook's metadata."""
+    blob = json.dumps(inputs(chapter, parameters, package, data), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def stale_reason(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Why an executed chapter must run again, from its stored and current :func:`inputs`."""
+    if not old:
+        return "not executed yet"
+    changed = [k for k in ("source", "package", "data") if old.get(k) != new[k]]
+    before, after = old.get("parameters", {}), new["parameters"]
+    changed += [f"{k} {before.get(k)!r} -> {after[k]!r}" for k in after if before.get(k) != after[k]]
+    return "changed: " + ", ".join(changed) if changed else "fingerprint differs"
 
 
 def executed_metadata(path: Path) -> dict[str, Any]:
@@ -206,7 +217,8 @@ def _write_atomic(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf8")
 
 
-def _execute(chapter: Chapter, parameters: dict[str, Any], key: str, reports: Path, timeout: int | None) -> bool:
+def _execute(chapter: Chapter, parameters: dict[str, Any], key: str, used: dict[str, Any], reports: Path,
+             timeout: int | None) -> bool:
     """Execute one chapter into its output path; on failure print and keep a report, return False."""
     import nbformat
     import papermill as pm
@@ -246,6 +258,7 @@ def _execute(chapter: Chapter, parameters: dict[str, Any], key: str, reports: Pa
     failed_nb.unlink(missing_ok=True)
     executed.metadata[METADATA_KEY] = {
         "fingerprint": key,
+        "inputs": used,
         "source": chapter.source.name,
         "source_sha256": source_fingerprint(chapter.source),
         "profile": parameters["profile"],
@@ -294,12 +307,14 @@ def run_notebooks(
     for chapter in selected:
         if chapter in missing:
             continue
-        key = fingerprint(chapter, parameters, package, data)
-        if not force and chapter.output.is_file() and executed_metadata(chapter.output).get("fingerprint") == key:
+        key, used = fingerprint(chapter, parameters, package, data), inputs(chapter, parameters, package, data)
+        meta = executed_metadata(chapter.output) if chapter.output.is_file() else {}
+        if not force and meta.get("fingerprint") == key:
             print(f"[battgen.book] {chapter.name}: up to date ({profile})", flush=True)
             continue
-        print(f"[battgen.book] {chapter.name}: executing ({profile}) ...", flush=True)
-        if not _execute(chapter, parameters, key, reports, timeout):
+        reason = "forced" if force else stale_reason(meta.get("inputs", {}), used)
+        print(f"[battgen.book] {chapter.name}: executing ({profile}; {reason}) ...", flush=True)
+        if not _execute(chapter, parameters, key, used, reports, timeout):
             failed.append(chapter.name)
     print(f"[battgen.book] {len(selected) - len(failed)}/{len(selected)} chapters ready in "
           f"{time.perf_counter() - total:.1f} s (profile {profile}, results in {results})", flush=True)
@@ -362,7 +377,12 @@ def _require_executed(app, config) -> None:
     expected = chapters(root, _toc_path(app))
     missing = [c for c in expected if not (srcdir / f"{c.docname}.ipynb").is_file()]
     if missing:
-        names = "\n".join(f"  book/{c.docname}.ipynb" for c in missing)
+        reports = root / "_build" / "reports"
+        names = "\n".join(
+            f"  book/{c.docname}.ipynb"
+            + (f"  (its last execution failed: _build/reports/{c.name}.log)" if (reports / f"{c.name}.log").is_file() else "")
+            for c in missing
+        )
         rule = "=" * 79
         print(
             f"\n{rule}\nbattgen: the book renders executed notebooks only, and these are missing:\n{names}\n\n"
