@@ -28,3 +28,15 @@ def test_reproduce_prints_the_summary_and_writes_results(data_dir: Path, tmp_pat
 def test_bad_battery_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["reproduce", "--battery", "NCA", "--out", str(tmp_path)]) == 2
     assert "unknown battery type 'NCA'" in capsys.readouterr().err
+
+
+def test_extract_features_writes_the_tidy_schema(data_dir: Path, tmp_path: Path) -> None:
+    from battgen.data import SCHEMA
+
+    out = tmp_path / "features.csv"
+    rc = main(["extract-features", str(data_dir / "workstep"), "--soc", "5", "25", "50", "--pulse-width", "5",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert list(df.columns[: len(SCHEMA)]) == SCHEMA
+    assert len(df) == 2 * 3 and set(df["battery"]) == {"LMO10", "NMC21"}
