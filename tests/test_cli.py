@@ -34,8 +34,9 @@ def test_extract_features_writes_the_tidy_schema(data_dir: Path, tmp_path: Path)
     from battgen.data import SCHEMA
 
     out = tmp_path / "features.csv"
-    rc = main(["extract-features", str(data_dir / "workstep"), "--soc", "5", "25", "50", "--pulse-width", "5",
-               "--out", str(out), "--no-progress"])
+    with pytest.warns(UserWarning, match="SOC 50 % kept, 5 s features include a shortened pulse"):
+        rc = main(["extract-features", str(data_dir / "workstep"), "--soc", "5", "25", "50", "--pulse-width", "5",
+                   "--out", str(out), "--no-progress"])
     assert rc == 0
     df = pd.read_csv(out)
     assert list(df.columns[: len(SCHEMA)]) == SCHEMA
