@@ -14,6 +14,10 @@ Methods in the results table:
   Phase 2 for interpolation cases;
 - ``phase2_latent_scaling``: the paper's Phase 2 for extrapolation cases (latent-space scaling);
 - ``phase2_authors_shift``: what the authors' released code does for extrapolation instead.
+
+With ``baselines=True`` (:func:`evaluate_case`, :class:`ExperimentConfig`) the baselines of
+:mod:`battgen.baselines` are scored on the same test rows: ``baseline_constant``,
+``baseline_interpolation`` and ``baseline_soc_input``.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data_dir: str | None = None
     progress: bool | None = None
+    baselines: bool = False  # also score the baselines of battgen.baselines on the same test rows
 
 
 def _seed_for(*parts: object) -> int:
@@ -143,8 +148,11 @@ def generate_for_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE
     return out
 
 
-def evaluate_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE) -> list[dict]:
-    """Phase 1 and Phase 2 MAPE at every unseen level of one case (one battery type, one seed)."""
+def evaluate_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE, baselines: bool = False) -> list[dict]:
+    """Phase 1 and Phase 2 MAPE at every unseen level of one case (one battery type, one seed).
+
+    ``baselines=True`` adds the methods of :data:`battgen.baselines.BASELINES`, scored on the same rows.
+    """
     socs = soc_percent(df)
     train_mask = np.isin(socs, CASES[case])
     train, targets = df[train_mask], df[~train_mask]
@@ -152,6 +160,10 @@ def evaluate_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE) ->
     battery, pw = str(df["battery"].iloc[0]), float(df["pulse_width_s"].iloc[0])
     phase1 = make_forest(seed).fit(train[FEATURES].to_numpy(float), train["soh"].to_numpy(float))
     generated = generate_for_case(df, case, seed, fitted)
+    if baselines:
+        from battgen.baselines import baseline_predictions, soc_input_forest
+
+        soc_forest = soc_input_forest(train, seed)
     rows = []
     for level in test_levels(case):
         at = target_socs == level
@@ -160,6 +172,8 @@ def evaluate_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE) ->
         for method, feats in generated.items():
             forest = make_forest(seed).fit(feats[at], y_test)  # labels: the conditioned SOH
             preds[method] = (forest.predict(X_test), int(at.sum()))
+        if baselines:
+            preds.update(baseline_predictions(train, targets.loc[at], level / 100, seed, soc_forest=soc_forest))
         for method, (pred, n_train) in preds.items():
             m, s = mape(y_test, pred)
             rows.append(dict(battery=battery, pulse_width_s=pw, case=case, kind=case_kind(case), seed=seed,
@@ -180,7 +194,7 @@ def run_grid(config: ExperimentConfig | None = None, frames: dict[str, pd.DataFr
         plan = [(b, case) for b in keys for case in cfg.cases]
         fitted = fit_generators([make_fit_job(frames[b], case, seed) for b, case in plan], cfg.model, cfg.train, cfg.progress)
         for (b, case), gen in zip(plan, fitted):
-            rows.extend(evaluate_case(frames[b], case, seed, gen))
+            rows.extend(evaluate_case(frames[b], case, seed, gen, baselines=cfg.baselines))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 

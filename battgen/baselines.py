@@ -1,0 +1,196 @@
+"""Baselines for SOH estimation at unseen SOC levels: what the CVAE has to beat.
+
+All of them are scored on exactly the test rows the CVAE is scored on, with the paper's forest
+(:func:`battgen.soh.make_forest`) wherever a forest is involved:
+
+- :func:`constant_predictions` (``baseline_constant``): the training batteries' mean SOH for every
+  test row. No model at all; a method that does not beat it has learnt nothing from the pulses.
+- :func:`interpolate_features` (``baseline_interpolation``): per battery, each of U1..U21 linearly
+  interpolated in SOC between the two measured levels around the target level (outside the
+  measured range: linearly extrapolated from the two nearest measured levels). One row per
+  training battery and target level, labelled with that battery's SOH; a forest per target level
+  is trained on them, exactly as Phase 2 trains on generated rows. It uses the same information
+  as the CVAE (the training batteries' pulses at the measured levels and their SOH).
+- :func:`soc_input_forest` (``baseline_soc_input``): one forest on the measured rows with SOC as a
+  22nd input, evaluated at the test rows' SOC.
+
+Phase 1 (forest on the measured rows, SOC ignored) stays in :mod:`battgen.experiments`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from battgen.data import FEATURES
+from battgen.soh import make_forest
+
+__all__ = [
+    "BASELINES",
+    "constant_predictions",
+    "interpolate_features",
+    "interpolation_weights",
+    "baseline_predictions",
+    "interpolation_forest",
+    "soc_input_forest",
+    "loo_interpolation_residuals",
+]
+
+BASELINES: dict[str, str] = {
+    "baseline_constant": "the training batteries' mean SOH, whatever the pulse",
+    "baseline_interpolation": "forest on U1..U21 linearly interpolated (or extrapolated) in SOC per battery",
+    "baseline_soc_input": "forest on the measured rows with SOC as a 22nd input",
+}
+
+
+def constant_predictions(train_soh: np.ndarray, n: int) -> np.ndarray:
+    """``n`` copies of the mean of ``train_soh`` (one value per training battery, or per row:
+    every battery has the same number of rows in a PulseBat case, so both means agree)."""
+    return np.full(int(n), float(np.mean(np.asarray(train_soh, dtype=float))))
+
+
+def interpolation_weights(levels: Sequence[float], target: float) -> tuple[int, int, float]:
+    """``(i, j, w)`` such that ``x(target) = x[i] + w * (x[j] - x[i])`` for sorted ``levels``.
+
+    Inside the range the two measured levels around ``target`` (``w`` in [0, 1]; an exact match
+    gives ``i == j``, ``w = 0``); below or above it the two nearest levels (linear
+    extrapolation). With a single level, ``(0, 0, 0)``: the measured value is carried over.
+    """
+    lv = np.asarray(levels, dtype=float)
+    if lv.ndim != 1 or len(lv) == 0:
+        raise ValueError("need at least one measured level")
+    if np.any(np.diff(lv) <= 0):
+        raise ValueError(f"levels must be strictly increasing, got {list(lv)}")
+    if len(lv) == 1:
+        return 0, 0, 0.0
+    hit = np.flatnonzero(np.isclose(lv, target))
+    if hit.size:
+        return int(hit[0]), int(hit[0]), 0.0
+    if target < lv[0]:
+        i, j = 0, 1
+    elif target > lv[-1]:
+        i, j = len(lv) - 2, len(lv) - 1
+    else:
+        j = int(np.searchsorted(lv, target))
+        i = j - 1
+    return i, j, float((target - lv[i]) / (lv[j] - lv[i]))
+
+
+def _battery_blocks(measured: pd.DataFrame, group: str, features: list[str]):
+    """Yield ``(first_row_position, levels, X)`` per battery, rows sorted by SOC (numpy only)."""
+    soc = measured["soc"].to_numpy(float)
+    codes, _ = pd.factorize(measured[group], sort=False)
+    order = np.lexsort((soc, codes))
+    X_all = measured[features].to_numpy(float)
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    ends = np.r_[starts[1:], len(order)]
+    for a, b in zip(starts, ends):
+        rows = order[a:b]
+        levels = soc[rows]
+        if np.any(np.diff(levels) <= 0):
+            raise ValueError(f"battery {measured[group].iloc[rows[0]]!r}: SOC levels must be distinct, got {list(levels)}")
+        yield rows, levels, X_all[rows]
+
+
+def interpolate_features(
+    measured: pd.DataFrame,
+    target_soc: Sequence[float],
+    *,
+    group: str = "battery_id",
+    features: Sequence[str] = FEATURES,
+) -> pd.DataFrame:
+    """Per battery, U1..U21 at each ``target_soc`` (fraction) from that battery's measured rows.
+
+    ``measured`` holds rows of the :mod:`battgen.data` schema (at least ``group``, ``soc``,
+    ``soh`` and the features). Returns one row per (battery, target level), battery-major: the
+    battery's other columns (from its lowest-SOC measured row), ``soc`` set to the target and the
+    features interpolated (or extrapolated) with :func:`interpolation_weights`.
+    """
+    features = list(features)
+    targets = np.asarray(target_soc, dtype=float)
+    if len(measured) == 0:
+        return measured.iloc[:0].copy()
+    take, feats = [], []
+    for rows, levels, X in _battery_blocks(measured, group, features):
+        i, j, w = (np.array(v) for v in zip(*[interpolation_weights(levels, t) for t in targets]))
+        take.append(np.full(len(targets), rows[0]))
+        feats.append(X[i] + w[:, None] * (X[j] - X[i]))
+    out = measured.iloc[np.concatenate(take)].reset_index(drop=True)
+    out["soc"] = np.tile(targets, len(take))
+    out[features] = np.vstack(feats)
+    return out
+
+
+def loo_interpolation_residuals(
+    measured: pd.DataFrame,
+    *,
+    group: str = "battery_id",
+    features: Sequence[str] = FEATURES,
+) -> pd.DataFrame:
+    """Leave-one-level-out residuals of :func:`interpolate_features`.
+
+    For every measured row, the features predicted from the battery's *other* measured levels
+    (interpolated, or extrapolated at the ends; carried over when only one other level exists)
+    are subtracted from the measured features. The result (the rows sorted by battery and SOC,
+    features replaced by residuals in volts) is what a residual generator learns: how far real
+    pulses stray from straight lines in SOC.
+    """
+    features = list(features)
+    if len(measured) == 0:
+        return measured.iloc[:0].copy()
+    take, res = [], []
+    for rows, levels, X in _battery_blocks(measured, group, features):
+        r = np.zeros_like(X)
+        if len(levels) > 1:
+            for k in range(len(levels)):
+                keep = np.arange(len(levels)) != k
+                i, j, w = interpolation_weights(levels[keep], levels[k])
+                Xk = X[keep]
+                r[k] = X[k] - (Xk[i] + w * (Xk[j] - Xk[i]))
+        take.append(rows)
+        res.append(r)
+    out = measured.iloc[np.concatenate(take)].reset_index(drop=True)
+    out[features] = np.vstack(res)
+    return out
+
+
+def interpolation_forest(measured: pd.DataFrame, level: float, random_state: int, *, group: str = "battery_id"):
+    """The paper's forest fitted on :func:`interpolate_features` rows at one SOC ``level`` (fraction)."""
+    rows = interpolate_features(measured, [level], group=group)
+    return make_forest(random_state).fit(rows[FEATURES].to_numpy(float), rows["soh"].to_numpy(float)), len(rows)
+
+
+def soc_input_forest(measured: pd.DataFrame, random_state: int):
+    """The paper's forest on the measured rows with SOC (fraction) as a 22nd input.
+
+    Predict with ``forest.predict(test[FEATURES + ["soc"]])``.
+    """
+    X = measured[FEATURES + ["soc"]].to_numpy(float)
+    return make_forest(random_state).fit(X, measured["soh"].to_numpy(float))
+
+
+def baseline_predictions(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    level: float,
+    random_state: int,
+    *,
+    soc_forest=None,
+    group: str = "battery_id",
+) -> dict[str, tuple[np.ndarray, int]]:
+    """Predictions of the three baselines for the ``test`` rows at one SOC ``level`` (fraction).
+
+    ``train`` are the measured rows the methods may see (the training SOC levels). Returns
+    ``{method: (predictions, n_training_rows)}`` for the methods of :data:`BASELINES`;
+    ``soc_forest`` (from :func:`soc_input_forest`) can be passed to fit it once per case.
+    """
+    n = len(test)
+    interp, n_interp = interpolation_forest(train, level, random_state, group=group)
+    soc_forest = soc_forest if soc_forest is not None else soc_input_forest(train, random_state)
+    return {
+        "baseline_constant": (constant_predictions(train["soh"].to_numpy(float), n), len(train)),
+        "baseline_interpolation": (interp.predict(test[FEATURES].to_numpy(float)), n_interp),
+        "baseline_soc_input": (soc_forest.predict(test[FEATURES + ["soc"]].to_numpy(float)), len(train)),
+    }

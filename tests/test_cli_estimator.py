@@ -1,0 +1,75 @@
+"""`battgen train` and `battgen estimate`, in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from battgen.cli import main
+from battgen.data import FEATURES, load_pulsebat
+from battgen.estimator import SOHEstimator
+
+
+@pytest.fixture(scope="module")
+def model(data_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    rc = main(["train", "--battery", "NMC21", "--soc", "5", "25", "50", "--epochs", "2", "--seed", "1",
+               "--out", str(out), "--data-dir", str(data_dir), "--no-progress"])
+    assert rc == 0 and out.is_file()
+    return out
+
+
+def test_train_writes_a_loadable_model(model: Path, capsys) -> None:
+    est = SOHEstimator.load(model)
+    assert est.measured_soc_ == [5, 25, 50] and est.random_state == 1 and est.generator == SOHEstimator().generator
+    assert est.info_["battery"] == "NMC21"
+
+
+def test_estimate_schema_file_passes_ids_through(model: Path, data_dir: Path, tmp_path: Path) -> None:
+    df = load_pulsebat("NMC21", data_dir=data_dir)
+    df = df[df["soc"] == 0.35]
+    df.to_csv(tmp_path / "pulses.csv", index=False)
+    assert main(["estimate", "--model", str(model), str(tmp_path / "pulses.csv"), "--out", str(tmp_path / "soh.csv")]) == 0
+    out = pd.read_csv(tmp_path / "soh.csv", dtype={"battery_id": str, "cell": str})
+    assert list(out.columns) == ["battery_id", "cell", "soh_estimate"]
+    assert out["battery_id"].tolist() == df["battery_id"].tolist()
+    np.testing.assert_allclose(out["soh_estimate"], SOHEstimator.load(model).predict(df[FEATURES]), rtol=0, atol=1e-15)
+
+
+def test_estimate_bare_u_columns_with_a_named_id(model: Path, data_dir: Path, tmp_path: Path) -> None:
+    df = load_pulsebat("NMC21", data_dir=data_dir).head(5)
+    bare = df[FEATURES].assign(serial=[f"S{i}" for i in range(5)])
+    bare.to_csv(tmp_path / "bare.csv", index=False)
+    assert main(["estimate", "--model", str(model), str(tmp_path / "bare.csv"), "--id-column", "serial",
+                 "--out", str(tmp_path / "soh.csv")]) == 0
+    out = pd.read_csv(tmp_path / "soh.csv")
+    assert out["serial"].tolist() == [f"S{i}" for i in range(5)] and out["soh_estimate"].between(0.5, 1.1).all()
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing", "missing column(s) U4"),
+    ("millivolts", "'U7', row 4"),
+    ("nan", "'U1', row 3"),
+])
+def test_estimate_refuses_bad_input_naming_the_row(model: Path, data_dir: Path, tmp_path: Path, capsys,
+                                                   breakage: str, message: str) -> None:
+    df = load_pulsebat("NMC21", data_dir=data_dir).head(5)[FEATURES].reset_index(drop=True)
+    if breakage == "missing":
+        df = df.drop(columns=["U4"])
+    elif breakage == "millivolts":
+        df.loc[2, "U7"] *= 1000
+    else:
+        df.loc[1, "U1"] = np.nan
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    rc = main(["estimate", "--model", str(model), str(tmp_path / "bad.csv"), "--out", str(tmp_path / "soh.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "bad.csv" in err
+    assert not (tmp_path / "soh.csv").exists()
+
+
+def test_estimate_with_a_missing_model(tmp_path: Path, capsys) -> None:
+    assert main(["estimate", "--model", str(tmp_path / "nope.pt"), "x.csv", "--out", str(tmp_path / "o.csv")]) == 2
+    assert "no such model file" in capsys.readouterr().err
