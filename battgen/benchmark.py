@@ -483,7 +483,7 @@ def run_estimator_benchmark(
     frames = {b: frames[b] for b in keys} if frames is not None else {
         b: load_pulsebat(b, pulse_width_s, data_dir=data_dir) for b in keys}
     tables = []
-    settings = json.dumps([keys, list(measured_soc), n_folds, list(generators), epochs, group, pulse_width_s])
+    settings = json.dumps([keys, list(measured_soc), n_folds, sorted(generators), epochs, group, pulse_width_s])
     tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
     for seed in seeds:
         path = Path(cache_dir) / f"estimator_{tag}_seed{seed}.csv" if cache_dir is not None else None

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--battery", default="LMO10", help="battery type whose PulseBat rows to train on (NMC2.1 LMO10 NMC21 LFP35)")
     p.add_argument("--soc", type=int, nargs="+", required=True, help="measured SOC levels in %% (e.g. 5 25 50)")
     p.add_argument("--out", required=True, help="model file to write (e.g. model.pt)")
-    p.add_argument("--generator", default=None, choices=["residual", "interpolation", "cvae", "cvae_plus", "none"],
+    p.add_argument("--generator", default=None, choices=["interpolation", "residual", "cvae", "cvae_plus", "none"],
                    help="how the unmeasured SOC levels are generated (default: SOHEstimator's default)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--seed", type=int, default=0, help="random_state of the generator and the forest")
