@@ -15,9 +15,22 @@
 #
 # ## Overview
 #
-# This chapter is in progress. It will reproduce the paper's experiments: generate pulse
-# responses at SOC levels held out of training, train the SOH regressor on the generated data,
-# and report its errors per battery type and seed.
+# This chapter runs the paper's central experiment {cite}`tao2024generative`. A retired battery
+# arrives at an SOC level at which no battery was measured for training. Phase 1 trains the SOH
+# regressor (the paper's random forest) on the measured levels and applies it at the unseen
+# level anyway; Phase 2 generates pulse responses at the unseen level with the CVAE of chapters
+# 2 and 3 and trains the regressor on them. The paper runs eight cases of measured levels
+# (Fig. 3c), four in which the unseen levels lie between measured ones (interpolation) and four
+# in which they lie outside (extrapolation), and reports Phase-2 errors below 6 %.
+#
+# battgen runs the eight cases on all four battery types with the 5 s pulse features the paper
+# describes (the main result), over several seeds, and again with the 3 s features that the
+# authors' released code reads, so that its numbers can be set beside what that code produced.
+# The chapter shows the generation error per feature and SOC (Fig. 3d), Phase 1 against Phase 2
+# per battery type, case and SOC, the three ways of extrapolating (sampling, the paper's
+# latent-space scaling, the voltage shift of the authors' code), the comparison with the
+# authors' code, and in which battery x case cells the 6 % claim holds. It ends with what the
+# authors' code does differently from the paper.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -28,13 +41,486 @@ progress = False
 
 # %% [markdown]
 # ## Setup
+#
+# `battgen.analysis.run_grids` trains every generator of the chapter (two pulse widths x four
+# battery types x eight cases x the seeds) in one stacked `fit_generators` call, then runs
+# `battgen.experiments.evaluate_case` on each. A fit does not depend on the others in its stack,
+# so the numbers equal those of `battgen.experiments.run_grid` per pulse width. The epochs come
+# from `battgen.analysis.train_config(profile)`: the paper's 50 for `full`, a few for `smoke`,
+# whose numbers only check that the chapter runs. The tidy results and their summaries are
+# written with `battgen.experiments.write_results` under `results_dir`.
 
 # %%
-import battgen
+import os
+from pathlib import Path
 
-print(f"battgen {battgen.__version__}, profile {profile}")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+from myst_nb import glue
+
+from battgen import analysis, plotting
+from battgen.data import BATTERIES
+from battgen.experiments import ALL_SOC, CASES, METHODS, case_kind, write_results
+from battgen.io import write_json, write_table
+
+plotting.use_style()
+out_dir = Path(results_dir) / "04_unseen_soc_experiments"
+train = analysis.train_config(profile)
+run = analysis.run_grids((5, 3), seeds, train=train, data_dir=data_dir, progress=progress)
+results = run.results[run.results.method.isin(analysis.PAPER_METHODS)]  # the paper's methods only
+res5 = results[results.pulse_width_s == 5].drop(columns="pulse_width_s")
+res3 = results[results.pulse_width_s == 3].drop(columns="pulse_width_s")
+written = {pw: write_results(res, out_dir / f"pulse_width_{pw}s") for pw, res in ((5, res5), (3, res3))}
+reference = analysis.load_reference(analysis.reference_path(data_dir if data_dir is not None else os.environ.get("BATTGEN_DATA_DIR")))
+KIND_LABEL = {"interpolation": "interpolation (cases 0-3)", "extrapolation": "extrapolation (cases 4-7)"}
+METHOD_LABEL = {"phase1": "Phase 1 (measured levels)", "phase2": "Phase 2 (paper)",
+                "phase2_sample": "Phase 2: sample z ~ N(0, I)", "phase2_latent_scaling": "Phase 2: latent scaling (paper)",
+                "phase2_authors_shift": "Phase 2: authors' voltage shift"}
+
+
+headline = {}  # every glued value, also written to headline.json
+
+
+def put(name, value):
+    """Glue a number (as a plain float) or a text for the prose."""
+    headline[name] = value if isinstance(value, str) else float(value)
+    glue(name, headline[name], display=False)
+
+
+put("epochs", train.epochs)
+put("n_seeds", len(seeds))
+print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.fitted)} generators; "
+      f"{len(res5)} result rows at 5 s, {len(res3)} at 3 s")
 
 # %% [markdown]
+# ## The eight cases
+#
+# In each case the measured (training) SOC levels are the dark cells; every other level of
+# 5-50 % is unseen and has to be generated (the paper's Fig. 3c). Cases 0-3 interpolate: the
+# unseen levels lie between measured ones. Cases 4-7 extrapolate: the measured levels form one
+# block and the unseen ones lie beyond it, up to 40 points of SOC away.
+
+# %%
+design = np.array([[1 if s in CASES[c] else 0 for s in ALL_SOC] for c in CASES])
+fig, ax = plt.subplots(figsize=(8.0, 4.2))
+ax.imshow(design, cmap=ListedColormap(["#DDE7F0", "#1F4E79"]), aspect="auto")
+for i, c in enumerate(CASES):
+    for j, s in enumerate(ALL_SOC):
+        ax.text(j, i, "M" if design[i, j] else "G", ha="center", va="center", fontsize=8,
+                color="white" if design[i, j] else "#1F4E79")
+ax.axhline(3.5, color="white", lw=3)
+ax.set_xticks(range(len(ALL_SOC)), [f"{s}" for s in ALL_SOC])
+ax.set_yticks(range(len(CASES)), [f"case {c} ({case_kind(c)[:6]}.)" for c in CASES])
+ax.set(xlabel="SOC level (%)", title="measured (M) and generated (G) SOC levels per case")
+ax.grid(False)
+ax.legend(handles=[Patch(color="#1F4E79", label="measured: training data"), Patch(color="#DDE7F0", label="unseen: generated")],
+          loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8);
+
+# %% [markdown]
+# ## The protocol
+#
+# For one battery type, one case and one seed (`battgen.experiments.evaluate_case`):
+#
+# - **Phase 1.** A forest (the paper's: 20 trees, depth 64, no bootstrap) is trained on all
+#   measured rows at the training levels, SOC ignored, and tested on the measured rows at each
+#   unseen level.
+# - **Phase 2.** A CVAE is trained on the rows at the training levels (chapter 2). At each
+#   unseen level it generates one row per battery, conditioned on that battery's SOC and its
+#   true SOH; a forest is trained on the generated rows, labelled with the SOH they were
+#   conditioned on, and tested on the measured rows at that level.
+#
+# The paper generates by sampling $z \sim \mathcal{N}(0, I)$ for interpolation and by a
+# *latent-space scaling* for extrapolation. The authors' released code does not implement the
+# latter: for extrapolation it decodes at the second training level and shifts all 21 voltages
+# by a hand-set amount per SOC step. battgen runs all three for the extrapolation cases
+# (`battgen.generate`):
+#
+# - `phase2_sample`: decode $z \sim \mathcal{N}(0, I)$ at the target condition;
+# - `phase2_latent_scaling`: battgen's reading of the paper, stated in
+#   `generate.latent_scale_factors`: borrow the posterior $(\mu, \log\sigma^2)$ of a training
+#   row of the same battery, scale them by $T_\mu$ = mean(target SOC) / mean(training SOC) and
+#   $T_{\log\sigma^2}$ = var(target SOC) / var(training SOC), draw and decode at the target;
+# - `phase2_authors_shift`: decode at the second training SOC and add
+#   (target SOC - that SOC) x `physic_weight` x 20 V to every feature, with the authors'
+#   per-type `physic_weight`.
+#
+# "Phase 2 (paper)" below means sampling for cases 0-3 and latent scaling for cases 4-7.
+
+# %%
+pd.DataFrame({"method": list(METHODS), "description": list(METHODS.values())})
+
+# %% [markdown]
+# ## Generation error per feature and SOC
+#
+# How close are the generated pulse responses to the measured ones they stand for? Each
+# generated row has a measured twin: the same battery (same SOH) at the same unseen level. The
+# maps give the mean absolute percentage error of each feature (rows) at each unseen level
+# (columns), averaged over the cases in which that level is unseen and over the seeds, for the
+# paper's Phase 2 (the paper's Fig. 3d), at 5 s. Each panel has its own colour scale.
+
+# %%
+gen_err = analysis.generation_errors(run)
+gen_err = gen_err[gen_err.method.isin(analysis.PAPER_METHODS)]
+write_table(gen_err, out_dir / "generation_errors.csv")
+paper_gen = analysis.phase2_rule(gen_err[gen_err.pulse_width_s == 5])
+fig, axes = plt.subplots(2, 4, figsize=(14.0, 9.0))
+for r, kind in enumerate(("interpolation", "extrapolation")):
+    for ax, b in zip(axes[r], BATTERIES):
+        d = paper_gen[(paper_gen.kind == kind) & (paper_gen.battery == b)]
+        grid = d.groupby(["k", "test_soc"])["mape"].mean().unstack("test_soc")
+        sns.heatmap(grid, ax=ax, cmap="rocket_r", vmin=0, cbar_kws={"label": "MAPE (%)", "shrink": 0.8},
+                    yticklabels=[f"U{k}" for k in grid.index])
+        ax.set(title=f"{plotting.label(b)}, {kind}", xlabel="unseen SOC (%)", ylabel="feature" if b == "NMC2.1" else "")
+        ax.tick_params(axis="y", labelsize=6)
+fig.tight_layout();
+
+# %% tags=["nbval-check-output"]
+gen_means = (gen_err[gen_err.pulse_width_s == 5].groupby(["battery", "kind", "method"], sort=False)["mape"].mean()
+             .unstack("method")[["phase2_sample", "phase2_latent_scaling", "phase2_authors_shift"]])
+gen_means = gen_means.reindex(pd.MultiIndex.from_product([list(BATTERIES), ["interpolation", "extrapolation"]]))
+gen_means.index = [f"{plotting.label(b)}, {k}" for b, k in gen_means.index]
+paper_gen_mean = paper_gen.groupby("kind")["mape"].mean()
+put("gen_mape_interp", paper_gen_mean["interpolation"])
+put("gen_mape_extrap", paper_gen_mean["extrapolation"])
+paper_gen_mv = paper_gen.groupby("kind")["mae_mv"].mean()
+put("gen_mae_mv_interp", paper_gen_mv["interpolation"])
+put("gen_mae_mv_extrap", paper_gen_mv["extrapolation"])
+put("between_battery_mv", analysis.between_battery_spread_mv(run.frames[(5, b)] for b in BATTERIES))
+worst_gen = paper_gen.groupby(["battery", "kind", "test_soc"])["mape"].mean().idxmax()
+put("gen_worst", f"{plotting.label(worst_gen[0])} at {worst_gen[2]} % SOC ({worst_gen[1]})")
+print("mean generation MAPE (%) over features, unseen levels, cases and seeds, 5 s:")
+print(gen_means.round(2).to_string())
+
+# %% [markdown]
+# Averaged over features, unseen levels, battery types and seeds, the generated features are
+# off by {glue:text}`gen_mape_interp:.2f` % in the interpolation cases and by
+# {glue:text}`gen_mape_extrap:.2f` % in the extrapolation cases (paper's Phase 2); the worst
+# level is {glue:text}`gen_worst`. In volts, the mean absolute error is
+# {glue:text}`gen_mae_mv_interp:.0f` mV (interpolation) and {glue:text}`gen_mae_mv_extrap:.0f` mV
+# (extrapolation), while the measured features of different batteries at one SOC level differ
+# by {glue:text}`between_battery_mv:.0f` mV (standard deviation over the batteries of a type,
+# averaged over features, levels and types): the regressor has to read SOH from differences of
+# that size.
+#
+# ## Phase 1 against Phase 2
+#
+# The main result, at 5 s: MAPE of SOH per battery type (rows), case (columns) and unseen SOC
+# level (x), for Phase 1 and the paper's Phase 2; the band spans the seeds (min to max). The
+# dotted line is the paper's 6 %.
+
+# %%
+paper5 = pd.concat([res5[res5.method == "phase1"], analysis.phase2_rule(res5)], ignore_index=True)
+paper5["method"] = paper5["method"].map(METHOD_LABEL)
+grid = sns.relplot(data=paper5, x="test_soc", y="mape", hue="method", row="battery", col="case",
+                   row_order=list(BATTERIES), col_order=list(CASES), kind="line", marker="o", markersize=3,
+                   errorbar=("pi", 100), height=1.7, aspect=0.95, facet_kws={"sharey": "row", "margin_titles": True},
+                   palette={METHOD_LABEL["phase1"]: "0.45", METHOD_LABEL["phase2"]: "#D55E00"})
+for (b, case), ax in grid.axes_dict.items():
+    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=0.8)
+    ax.set_xlim(2, 53)
+    ax.set_xticks([10, 30, 50])
+grid.set_titles(row_template="{row_name}", col_template="case {col_name}")
+for ax, b in zip(grid.axes[:, -1], BATTERIES):  # margin titles: battery labels instead of keys
+    for text in ax.texts:
+        text.set_text(plotting.label(b))
+grid.set_axis_labels("unseen SOC (%)", "MAPE (%)")
+sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=None, frameon=False);
+
+# %% [markdown]
+# The same, averaged over the unseen levels of each case: mean over seeds, with the spread
+# over seeds (standard deviation) in brackets.
+
+# %%
+cells5 = analysis.case_means(pd.concat([res5[res5.method == "phase1"], analysis.phase2_rule(res5)], ignore_index=True))
+write_table(cells5, out_dir / "pulse_width_5s" / "phase1_vs_phase2_cells.csv")
+cells5["text"] = [f"{m:.2f} ({s:.2f})" for m, s in zip(cells5["mape"], cells5["mape_seed_std"])]
+table = cells5.pivot(index=["battery", "method"], columns="case", values="text").reindex(
+    pd.MultiIndex.from_product([list(BATTERIES), ["phase1", "phase2"]]))
+table.index = [f"{plotting.label(b)}, {METHOD_LABEL[m]}" for b, m in table.index]
+table.columns = [f"case {c}" for c in table.columns]
+table
+
+# %% tags=["nbval-check-output"]
+kinds5 = analysis.kind_means(pd.concat([res5[res5.method == "phase1"], analysis.phase2_rule(res5),
+                                        analysis.phase2_rule(res5, analysis.AUTHORS_PHASE2, "phase2_authors")]))
+write_table(kinds5, out_dir / "pulse_width_5s" / "kind_means.csv")
+TAG = {"phase1": "p1", "phase2": "p2", "phase2_authors": "p2authors"}
+for _, r in kinds5.iterrows():  # e.g. p2_interp_nmc2_1: paper's Phase 2, interpolation cases, NMC 2.1 Ah, 5 s
+    put(f"{TAG[r['method']]}_{r['kind'][:6]}_{analysis.glue_key(r['battery'])}", r["mape"])
+wide5 = cells5.pivot_table(index=["battery", "case", "kind"], columns="method", values="mape").reset_index()
+wide5 = wide5.sort_values("battery", key=lambda b: b.map(list(BATTERIES).index), kind="stable").reset_index(drop=True)
+better = wide5["phase2"] < wide5["phase1"]
+put("p2_beats_p1", better.sum())
+put("p2_beats_p1_interp", (better & (wide5["kind"] == "interpolation")).sum())
+put("p2_beats_p1_extrap", (better & (wide5["kind"] == "extrapolation")).sum())
+put("p1_better_list", "; ".join(f"{plotting.label(b)} case {c}" for b, c in zip(wide5.loc[~better, "battery"], wide5.loc[~better, "case"])) or "none")
+overall = kinds5.groupby(["method", "kind"])["mape"].mean()
+for (method, kind), value in overall.items():  # e.g. p2_extrap_mean: mean over the four battery types
+    put(f"{TAG[method]}_{kind[:6]}_mean", value)
+summary5 = kinds5.pivot_table(index=["battery"], columns=["kind", "method"], values="mape").reindex(list(BATTERIES))
+summary5.index = summary5.index.map(plotting.label)
+print("mean MAPE (%) over the cases of each kind, 5 s (p2 = paper's Phase 2, p2authors = authors' code's):")
+print(summary5.round(2).to_string())
+
+# %% [markdown]
+# Averaged over the four battery types, Phase 2 (paper) reaches
+# {glue:text}`p2_interp_mean:.2f` % in the interpolation cases and
+# {glue:text}`p2_extrap_mean:.2f` % in the extrapolation cases, against
+# {glue:text}`p1_interp_mean:.2f` % and {glue:text}`p1_extrap_mean:.2f` % for Phase 1. Phase 2
+# beats Phase 1 in {glue:text}`p2_beats_p1:.0f` of the {glue:text}`cells_total:.0f` battery x
+# case cells ({glue:text}`p2_beats_p1_interp:.0f` of 16 interpolation cells,
+# {glue:text}`p2_beats_p1_extrap:.0f` of 16 extrapolation cells). Where Phase 1 is better:
+# {glue:text}`p1_better_list`. Phase 1 is poor when SOC moves the features far more than SOH does
+# (chapter 1). Where it is already good, as for LFP 35 Ah ({glue:text}`p1_interp_lfp35:.2f` %
+# and {glue:text}`p1_extrap_lfp35:.2f` % over the interpolation and extrapolation cases),
+# generated data have little to add and their own errors show.
+#
+# ## Three ways to extrapolate
+#
+# For the extrapolation cases, the three generation methods side by side at 5 s (mean over the
+# unseen levels of the case; error bars: min to max over seeds), with Phase 1 as a black tick.
+
+# %%
+ext = analysis.case_means(res5[res5.kind == "extrapolation"])
+variants = ["phase2_sample", "phase2_latent_scaling", "phase2_authors_shift"]
+colors = dict(zip(variants, ["#56B4E9", "#D55E00", "#009E73"]))
+fig, axes = plt.subplots(1, 4, figsize=(14.0, 3.8))
+width = 0.26
+ext_cases = [c for c in CASES if case_kind(c) == "extrapolation"]
+for ax, b in zip(axes, BATTERIES):
+    for k, method in enumerate(variants):
+        d = ext[(ext.battery == b) & (ext.method == method)].set_index("case").loc[ext_cases]
+        xs = np.arange(len(ext_cases)) + (k - 1) * width
+        ax.bar(xs, d["mape"], width, color=colors[method], label=METHOD_LABEL[method])
+        ax.errorbar(xs, d["mape"], yerr=[d["mape"] - d["mape_seed_min"], d["mape_seed_max"] - d["mape"]],
+                    fmt="none", ecolor="0.2", lw=0.8, capsize=2)
+    p1 = ext[(ext.battery == b) & (ext.method == "phase1")].set_index("case").loc[ext_cases]
+    ax.plot(np.arange(len(ext_cases)), p1["mape"], "k_", ms=14, mew=1.5, label=METHOD_LABEL["phase1"])
+    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=1)
+    ax.set(title=plotting.label(b), xticks=np.arange(len(ext_cases)), xticklabels=[f"case {c}" for c in ext_cases],
+           ylabel="MAPE (%)" if b == "NMC2.1" else "")
+axes[0].legend(fontsize=7, loc="upper left");
+
+# %% tags=["nbval-check-output"]
+wide_ext = ext.pivot_table(index=["battery", "case"], columns="method", values="mape")
+diff = (wide_ext["phase2_latent_scaling"] - wide_ext["phase2_sample"]).abs()
+put("latent_vs_sample_mean_diff", diff.mean())
+put("latent_vs_sample_max_diff", diff.max())
+put("shift_best_cells", (wide_ext["phase2_authors_shift"] < wide_ext[["phase2_sample", "phase2_latent_scaling"]].min(axis=1)).sum())
+put("ext_cells", len(wide_ext))
+print(f"latent scaling vs sampling: mean |difference| {diff.mean():.2f} points of MAPE over {len(wide_ext)} cells")
+
+# %% [markdown]
+# **Latent scaling changes little.** The latent-space scaling differs from plain sampling by
+# {glue:text}`latent_vs_sample_mean_diff:.2f` points of MAPE on average (at most
+# {glue:text}`latent_vs_sample_max_diff:.2f`) over the {glue:text}`ext_cells:.0f` battery x case
+# cells. That is what chapter 2 predicts: the latent space collapses, every posterior is
+# practically $\mathcal{N}(0, I)$, so scaling its mean and log-variance yields
+# $z' \approx \varepsilon \sim \mathcal{N}(0, I)$, and the decoder ignores $z$ anyway. What the
+# generator produces at an unseen level is decided by the condition alone: the extrapolation is
+# done by the condition embedding and the decoder, outside the SOC range they were trained on.
+#
+# **The authors' shift** is a different kind of method: it does not ask the CVAE about the
+# target level at all, it decodes at a measured level and adds a voltage offset proportional to
+# the SOC distance, with a slope set by hand per battery type. It beats both CVAE variants in
+# {glue:text}`shift_best_cells:.0f` of the {glue:text}`ext_cells:.0f` cells. Where it wins, the
+# credit goes to the hand-set slope, which encodes how the voltage of each chemistry moves with
+# SOC, rather than to the generative model.
+#
+# ## Ours beside the authors' released code
+#
+# The authors' code reads the 3 s pulse features. Run unmodified (single run, TensorFlow CPU;
+# see `../shared/reference/README.md`), it gives the numbers in the `authors` columns, per
+# battery type and case kind as the mean over cases of the per-case mean over unseen levels.
+# battgen's 3 s grid is aggregated the same way (mean over seeds): Phase 1; Phase 2 as the
+# authors' code runs it (sampling, and the voltage shift for cases 4-7); and Phase 2 as the
+# paper describes it (latent scaling for cases 4-7). The 5 s results are repeated for
+# comparison.
+
+# %%
+compare3 = analysis.compare_with_reference(res3, reference).assign(pulse_width="3 s")
+compare5 = analysis.compare_with_reference(res5, reference).assign(pulse_width="5 s")
+compare = pd.concat([compare3, compare5], ignore_index=True)
+write_table(compare, out_dir / "comparison_with_authors_code.csv")
+for _, r in compare3.iterrows():
+    key, k = analysis.glue_key(r["battery"]), r["kind"][:6]
+    put(f"ref_p1_{k}_{key}", r["ref_phase1"])
+    put(f"ref_p2_{k}_{key}", r["ref_phase2"])
+    put(f"p1_{k}_{key}_3s", r["phase1"])
+    put(f"p2authors_{k}_{key}_3s", r["phase2_authors"])
+    put(f"p2_{k}_{key}_3s", r["phase2_paper"])
+shown = compare3[["battery", "kind", "phase1", "phase2_authors", "phase2_paper", "ref_phase1", "ref_phase2"]].copy()
+shown = shown.merge(compare5[["battery", "kind", "phase1", "phase2_paper"]].rename(
+    columns={"phase1": "phase1_5s", "phase2_paper": "phase2_paper_5s"}), on=["battery", "kind"])
+shown["battery"] = shown["battery"].map(plotting.label)
+shown.columns = pd.MultiIndex.from_tuples([("", "battery"), ("", "kind"),
+                                           ("battgen 3 s", "Phase 1"), ("battgen 3 s", "Phase 2 (authors' code)"),
+                                           ("battgen 3 s", "Phase 2 (paper)"),
+                                           ("authors' code 3 s", "Phase 1"), ("authors' code 3 s", "Phase 2"),
+                                           ("battgen 5 s", "Phase 1"), ("battgen 5 s", "Phase 2 (paper)")])
+shown.round(2)
+
+# %%
+long = compare3.melt(id_vars=["battery", "kind"], value_vars=["phase1", "ref_phase1", "phase2_authors", "ref_phase2"],
+                     var_name="series", value_name="mape")
+names = {"phase1": "Phase 1, battgen", "ref_phase1": "Phase 1, authors' code",
+         "phase2_authors": "Phase 2, battgen (authors' method)", "ref_phase2": "Phase 2, authors' code"}
+long["series"] = long["series"].map(names)
+long["battery"] = long["battery"].map(plotting.label)
+g = sns.catplot(data=long, x="battery", y="mape", hue="series", col="kind", kind="bar", height=3.6, aspect=1.5,
+                palette=["0.55", "0.8", "#D55E00", "#F0B890"], hue_order=list(names.values()))
+for ax in g.axes.flat:
+    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=1)
+g.set_titles(col_template="3 s, {col_name}")
+g.set_axis_labels("", "mean MAPE (%)")
+g.legend.set_title(None);
+
+# %% tags=["nbval-check-output"]
+p1_gap = (compare3["phase1"] - compare3["ref_phase1"]).abs()
+p2_gap = (compare3["phase2_authors"] - compare3["ref_phase2"])
+put("p1_gap_max", p1_gap.max())
+put("p2_gap_mean", p2_gap.mean())
+put("p2_ours_lower", (p2_gap < 0).sum())
+put("p2_gap_absmax", p2_gap.abs().max())
+ext3 = compare3[compare3.kind == "extrapolation"]
+put("paper_worse_extrap", (ext3["phase2_paper"] > ext3["ref_phase2"]).sum())
+put("seed_std_max", analysis.case_means(res3)["mape_seed_std"].max())
+for b in BATTERIES:
+    pw_diff = analysis.paired_difference_mv(run.frames[(3, b)], run.frames[(5, b)])
+    put(f"pw_diff_{analysis.glue_key(b)}", pw_diff["mean_mv"])
+    put(f"pw_diff_{analysis.glue_key(b)}_max", pw_diff["max_mv"])
+print(f"Phase 1, battgen vs authors' code (3 s): largest |difference| {p1_gap.max():.1f} points")
+print(f"Phase 2 (authors' method), battgen minus authors' code: mean {p2_gap.mean():+.1f} points; "
+      f"battgen lower in {(p2_gap < 0).sum()} of {len(p2_gap)}")
+
+# %% [markdown]
+# **Phase 1 agrees** with the authors' code to within {glue:text}`p1_gap_max:.2f` points of MAPE
+# in every battery x kind cell: same data, same forest settings, and the authors leave the
+# forest's random state unset, which accounts for small differences. **Phase 2**, run the
+# authors' way, is on average {glue:text}`p2_gap_mean:+.2f` points from theirs, with
+# differences of up to {glue:text}`p2_gap_absmax:.2f` points in single cells (battgen lower in
+# {glue:text}`p2_ours_lower:.0f` of the 8). The CVAE is stochastic in both implementations
+# (initialisation, shuffling, reparameterisation noise) and a single run of theirs cannot show
+# its seed-to-seed spread, which in battgen's runs reaches {glue:text}`seed_std_max:.2f` points
+# for a single case. The paper's own Phase 2 (latent scaling for cases 4-7) is worse than the
+# authors' code in extrapolation for {glue:text}`paper_worse_extrap:.0f` of the 4 types: what
+# the released code reports for extrapolation is carried by the voltage shift, not by the
+# generative model (see above).
+#
+# The 3 s and 5 s results are close because the features are: paired battery by battery and
+# level, the 3 s features differ from the 5 s ones by {glue:text}`pw_diff_lmo10:.1f` mV on
+# average for LMO 10 Ah, {glue:text}`pw_diff_nmc21:.1f` mV for NMC 21 Ah and
+# {glue:text}`pw_diff_lfp35:.1f` mV for LFP 35 Ah, and the NMC 2.1 Ah file of the authors'
+# repository holds exactly the same U1-U21 as the 5 s file (largest difference
+# {glue:text}`pw_diff_nmc2_1_max:.1f` mV).
+#
+# ## Where the 6 % claim holds
+#
+# The paper reports Phase-2 errors below 6 %. The table lists every battery x case cell of the
+# 5 s grid (paper's Phase 2, mean over the unseen levels and the seeds), marks the cells below
+# 6 % (and whether every seed is below it), and gives Phase 1 for reference.
+
+# %%
+claims = {
+    "5 s, paper's Phase 2": analysis.claim_cells(res5),
+    "5 s, authors' Phase 2": analysis.claim_cells(res5, analysis.AUTHORS_PHASE2),
+    "3 s, paper's Phase 2": analysis.claim_cells(res3),
+    "3 s, authors' Phase 2": analysis.claim_cells(res3, analysis.AUTHORS_PHASE2),
+    "3 s, authors' code": analysis.claim_cells(reference, {"interpolation": "phase2", "extrapolation": "phase2"}),
+}
+p1_cells = analysis.case_means(res5[res5.method == "phase1"])
+main = claims["5 s, paper's Phase 2"].merge(p1_cells[["battery", "case", "mape"]].rename(columns={"mape": "phase1"}),
+                                             on=["battery", "case"])
+write_table(main, out_dir / "pulse_width_5s" / "claim_cells.csv")
+claim_table = pd.DataFrame({
+    "battery": main["battery"].map(plotting.label), "case": main["case"], "kind": main["kind"],
+    "Phase 2 (paper)": main["mape"].round(2), "seed std": main["mape_seed_std"].round(2),
+    "below 6 %": np.where(main["below"], "yes", "no"), "every seed below 6 %": np.where(main["all_seeds_below"], "yes", "no"),
+    "Phase 1": main["phase1"].round(2),
+})
+claim_table.style.hide(axis="index").map(lambda v: "font-weight: bold" if v == "yes" else "", subset=["below 6 %"])
+
+# %% tags=["nbval-check-output"]
+counts = pd.DataFrame({name: {"interpolation": int(c.loc[c.kind == "interpolation", "below"].sum()),
+                              "extrapolation": int(c.loc[c.kind == "extrapolation", "below"].sum()),
+                              "all": int(c["below"].sum()), "cells": len(c)} for name, c in claims.items()}).T
+write_table(counts.reset_index(names="setting"), out_dir / "claim_counts.csv")
+put("cells_total", counts.loc["5 s, paper's Phase 2", "cells"])
+put("cells_below_6", counts.loc["5 s, paper's Phase 2", "all"])
+put("cells_below_6_interp", counts.loc["5 s, paper's Phase 2", "interpolation"])
+put("cells_below_6_extrap", counts.loc["5 s, paper's Phase 2", "extrapolation"])
+put("cells_below_6_all_seeds", claims["5 s, paper's Phase 2"]["all_seeds_below"].sum())
+put("cells_below_6_authors_5s", counts.loc["5 s, authors' Phase 2", "all"])
+put("cells_below_6_3s", counts.loc["3 s, paper's Phase 2", "all"])
+put("cells_below_6_authors_3s", counts.loc["3 s, authors' Phase 2", "all"])
+put("ref_cells_below_6", counts.loc["3 s, authors' code", "all"])
+put("cells_below_6_phase1", int((p1_cells["mape"] < analysis.CLAIM_MAPE).sum()))
+below = main[main["below"]]
+put("cells_below_6_list", "; ".join(f"{plotting.label(b)} case {c}" for b, c in zip(below["battery"], below["case"])) or "none")
+write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds), "glue": headline},
+           out_dir / "headline.json")
+print("battery x case cells with mean Phase-2 MAPE below 6 %:")
+print(counts.to_string())
+
+# %% [markdown]
+# At 5 s, with the paper's Phase 2, the mean MAPE is below 6 % in
+# {glue:text}`cells_below_6:.0f` of the {glue:text}`cells_total:.0f` battery x case cells
+# ({glue:text}`cells_below_6_interp:.0f` of 16 interpolation cells,
+# {glue:text}`cells_below_6_extrap:.0f` of 16 extrapolation cells; in
+# {glue:text}`cells_below_6_all_seeds:.0f` cells every seed is below it). The cells are:
+# {glue:text}`cells_below_6_list`. Phase 1 is below 6 % in {glue:text}`cells_below_6_phase1:.0f`
+# cells. With the authors' Phase 2 (voltage shift for cases 4-7) the count at 5 s is
+# {glue:text}`cells_below_6_authors_5s:.0f`; at 3 s it is {glue:text}`cells_below_6_3s:.0f`
+# (paper's Phase 2) and {glue:text}`cells_below_6_authors_3s:.0f` (authors'), and the authors'
+# own code reaches {glue:text}`ref_cells_below_6:.0f`. The paper's "below 6 %" is therefore not
+# a property of every battery type and case; it holds in the cells listed here.
+#
+# ## What the authors' code does differently
+#
+# The numbers above follow the paper's protocol as the authors' code implements it, including
+# its shortcuts; battgen's leak-free benchmark (`battgen.benchmark`) asks the same question
+# without them. The differences between the paper's description and the released code, and the weaknesses of the
+# protocol itself:
+#
+# 1. **The published latent-space scaling is not in the code.** For extrapolation the code
+#    decodes at the second training SOC and shifts every feature by a hand-set voltage per SOC
+#    step (`physic_weight`). battgen implements both, and states its reading of the scaling in
+#    `battgen.generate.latent_scale_factors`; with a collapsed latent space the scaling cannot
+#    change much (see above).
+# 2. **Generation is conditioned on the test batteries' true SOH.** Phase 2 generates, for each
+#    test battery, a row at its own SOH and trains the forest on it: the regressor is handed
+#    the answer's neighbourhood. A deployed estimator would not know the SOH of the battery it
+#    is asked about.
+# 3. **The same physical batteries are in training and test.** The test rows at an unseen
+#    level belong to batteries whose rows at the measured levels trained both the CVAE and the
+#    Phase-1 forest.
+# 4. **A single seed.** The code fixes TensorFlow's sampling seed but not the forest's, and
+#    reports one run; the spread over seeds above shows how much a single run can move.
+# 5. **No baselines.** Nothing is compared with methods that use the same information without a
+#    generative model, such as interpolating each battery's features between measured levels or
+#    a forest that takes SOC as an input.
+#
 # ## Summary
 #
-# In progress: see the Overview for what this chapter will hold.
+# - Main result (5 s features, {glue:text}`epochs:.0f` epochs, {glue:text}`n_seeds:.0f` seeds):
+#   the paper's Phase 2 averages {glue:text}`p2_interp_mean:.2f` % MAPE in interpolation and
+#   {glue:text}`p2_extrap_mean:.2f` % in extrapolation over the four battery types, against
+#   {glue:text}`p1_interp_mean:.2f` % and {glue:text}`p1_extrap_mean:.2f` % for Phase 1. The mean
+#   is below 6 % in {glue:text}`cells_below_6:.0f` of {glue:text}`cells_total:.0f` battery x case
+#   cells ({glue:text}`cells_below_6_list`).
+# - Generated features are off by {glue:text}`gen_mape_interp:.2f` % (interpolation) and
+#   {glue:text}`gen_mape_extrap:.2f` % (extrapolation) from their measured twins.
+# - Latent scaling differs from sampling by {glue:text}`latent_vs_sample_mean_diff:.2f` points on
+#   average: with a collapsed latent space it cannot do more. The authors' voltage shift, a
+#   hand-set physical prior, is the best extrapolation variant in
+#   {glue:text}`shift_best_cells:.0f` of {glue:text}`ext_cells:.0f` cells.
+# - At 3 s, battgen's Phase 1 matches the authors' released code to
+#   {glue:text}`p1_gap_max:.2f` points; its Phase 2 (run the authors' way) is on average
+#   {glue:text}`p2_gap_mean:+.2f` points from theirs.
+# - The protocol conditions generation on the test batteries' true SOH and reuses the same
+#   batteries in training and test, and the authors' code replaces the paper's latent scaling
+#   by a hand-set voltage shift; these numbers measure the protocol, not a deployable estimator.
