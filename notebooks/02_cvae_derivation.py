@@ -357,8 +357,8 @@ print(parity.assign(battery=parity.battery.map(plotting.label)).round(1).to_stri
 # the latent code is ignored, the reconstruction is a function of SOC and SOH only: whatever
 # makes U1 differ between batteries beyond their SOH cannot be reproduced, and points leave the
 # diagonal along horizontal bands. The LFP 35 Ah panel is the extreme case: its measured U1
-# spreads by {glue:text}`lfp_u1_std_measured:.1f` mV (standard deviation over the batteries, mean
-# of the two levels), the reconstruction by {glue:text}`lfp_u1_std_rebuilt:.1f` mV.
+# spreads by {glue:text}`lfp_u1_std_measured:.2f` mV (standard deviation over the batteries, mean
+# of the two levels), the reconstruction by {glue:text}`lfp_u1_std_rebuilt:.2f` mV.
 #
 # ## Reconstruction error of U1-U21 at every measured level
 #

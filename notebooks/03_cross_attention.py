@@ -286,7 +286,7 @@ print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['
 # %% [markdown]
 # Every map keeps at least {glue:text}`entropy_ratio_min:.1%` of the uniform entropy, no row's
 # largest weight exceeds {glue:text}`max_weight_max:.2f` times the uniform $1/64$, and at least
-# {glue:text}`rank1_min:.2%` of each departure from uniform is one outer product. In the decoder
+# {glue:text}`rank1_min:.3%` of each departure from uniform is one outer product. In the decoder
 # the map moves more from 5 to 50 % SOC than from the lowest to the highest SOH for
 # {glue:text}`n_soc_dominates:.0f` of the 4 battery types. Reading the maps as hidden units that
 # each attend to particular condition units would over-interpret them: the trained attention is
@@ -376,7 +376,8 @@ write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds),
 # Its latent space does not always collapse: {glue:text}`concat_active_fits:.0f` of its
 # {glue:text}`n_fits:.0f` fits end with a KL term above 0.01 nats (largest
 # {glue:text}`concat_kl_max:.2f`), against {glue:text}`attention_active_fits:.0f` of the
-# attention fits, because the condition reaches its output layer directly. So the attention is
+# attention fits (presumably because the condition reaches the layers that make $z_\mu$ and the
+# output directly, not only through a near-uniform average). So the attention is
 # not what makes interpolation work; where the two differ most is extrapolation, outside the
 # SOC range that either model was trained on.
 #
@@ -392,7 +393,7 @@ write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds),
 #   hidden unit only sets the temperature. In the trained generators the logits spread by at
 #   most {glue:text}`logit_spread_max:.2f`, so the 64 x 64 maps are within
 #   {glue:text}`max_weight_max:.2f` times uniform, and their departure from uniform is an outer
-#   product (rank one to at least {glue:text}`rank1_min:.2%`): a plaid in the encoder, vertical
+#   product (rank one to at least {glue:text}`rank1_min:.3%`): a plaid in the encoder, vertical
 #   stripes in the decoder, whose column pattern moves with the condition.
 # - Replacing the attention by concatenation gives a mean Phase-2 MAPE of
 #   {glue:text}`ablation_concat_mean:.2f` % against {glue:text}`ablation_attention_mean:.2f` % over
