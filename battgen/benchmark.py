@@ -302,6 +302,13 @@ def _run_seed(cfg: LeakFreeConfig, frames: dict[str, pd.DataFrame], seed: int) -
     return pd.DataFrame(rows, columns=LEAKFREE_COLUMNS)
 
 
+def _code_tag() -> str:
+    """Short hash of the battgen package's sources: cached tables never outlive the code that made them."""
+    from battgen.book import package_fingerprint
+
+    return package_fingerprint()[:8]
+
+
 def run_leakfree(
     config: LeakFreeConfig | None = None,
     frames: dict[str, pd.DataFrame] | None = None,
@@ -313,8 +320,8 @@ def run_leakfree(
 
     All generators of one seed (battery types x cases x folds, paper and improved) are trained
     as two stacks. With ``cache_dir`` each seed's table is written there (named by the config's
-    :meth:`~LeakFreeConfig.fingerprint`) and read back instead of recomputed when present. The
-    fingerprint covers the settings, not the code: empty the cache after changing battgen.
+    :meth:`~LeakFreeConfig.fingerprint` and a hash of battgen's source) and read back instead of
+    recomputed when present: a change of settings or of the package recomputes.
     """
     cfg = config or LeakFreeConfig()
     keys = [battery_type(b).key for b in cfg.batteries]
@@ -322,7 +329,7 @@ def run_leakfree(
         b: load_pulsebat(b, cfg.pulse_width_s, data_dir=cfg.data_dir) for b in keys}
     out = []
     for seed in cfg.seeds:
-        path = Path(cache_dir) / f"leakfree_{cfg.fingerprint()}_seed{seed}.csv" if cache_dir is not None else None
+        path = Path(cache_dir) / f"leakfree_{cfg.fingerprint()}_{_code_tag()}_seed{seed}.csv" if cache_dir is not None else None
         if path is not None and path.is_file():
             table = pd.read_csv(path)
         else:
@@ -486,7 +493,7 @@ def run_estimator_benchmark(
     settings = json.dumps([keys, list(measured_soc), n_folds, sorted(generators), epochs, group, pulse_width_s])
     tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
     for seed in seeds:
-        path = Path(cache_dir) / f"estimator_{tag}_seed{seed}.csv" if cache_dir is not None else None
+        path = Path(cache_dir) / f"estimator_{tag}_{_code_tag()}_seed{seed}.csv" if cache_dir is not None else None
         if path is not None and path.is_file():
             tables.append(pd.read_csv(path))
             continue

@@ -53,7 +53,8 @@ progress = False
 # profile (for CI) trains for 3 epochs, uses 2 folds, one interpolation and one extrapolation case
 # and the given seeds; the *full* profile uses the paper's 50 epochs, all eight cases, 3 folds and
 # five seeds (0-4) for the leak-free protocol and the estimator. The full leak-free tables are
-# cached per seed under `results_dir`, so a rebuild reuses them
+# cached per seed under `results_dir` (keyed by the settings and the package source), so a
+# rebuild with unchanged code reuses them
 # (`python benchmarks/bench_leakfree.py` fills the same cache).
 
 # %%
