@@ -345,30 +345,32 @@ def run_leakfree(
 # --------------------------------------------------------------------------- statistics
 
 
+def _finite_mean(values: Sequence[float]) -> tuple[np.ndarray, float, tuple[float, float, float] | None]:
+    """The finite values, their mean, and the interval itself when there are fewer than two (NaN or zero-width)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return v, np.nan, (np.nan, np.nan, np.nan)
+    m = float(v.mean())
+    return v, m, (m, m, m) if v.size < 2 else None
+
+
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """``(mean, low, high)``: Student-t interval of the mean (a single value gives a zero-width interval)."""
     from scipy import stats
 
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return (np.nan, np.nan, np.nan)
-    m = float(v.mean())
-    if v.size < 2:
-        return (m, m, m)
+    v, m, degenerate = _finite_mean(values)
+    if degenerate is not None:
+        return degenerate
     half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return (m, m - half, m + half)
 
 
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int = 5000, seed: int = 0) -> tuple[float, float, float]:
     """``(mean, low, high)``: percentile bootstrap interval of the mean over the given units."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return (np.nan, np.nan, np.nan)
-    m = float(v.mean())
-    if v.size < 2:
-        return (m, m, m)
+    v, m, degenerate = _finite_mean(values)
+    if degenerate is not None:
+        return degenerate
     boots = np.random.default_rng(seed).choice(v, size=(n_boot, v.size), replace=True).mean(axis=1)
     lo, hi = np.quantile(boots, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return (m, float(lo), float(hi))
