@@ -34,6 +34,7 @@ from battgen.data import BATTERIES, FEATURES, battery_type, load_pulsebat
 from battgen.generate import authors_shift, latent_scaling, sample
 from battgen.io import write_table
 from battgen.model import CVAEConfig
+from battgen.protocol import ALL_SOC, CASES, case_kind, soc_percent, test_levels
 from battgen.soh import make_forest, mape
 from battgen.train import FitJob, FittedCVAE, TrainConfig, fit_generators
 
@@ -52,21 +53,6 @@ __all__ = [
     "write_results",
 ]
 
-ALL_SOC: tuple[int, ...] = tuple(range(5, 55, 5))
-"""The ten SOC levels (%) of the PulseBat features."""
-
-CASES: dict[int, tuple[int, ...]] = {
-    0: (5, 15, 25, 35, 45, 50),
-    1: (5, 10, 30, 40, 50),
-    2: (5, 25, 40, 50),
-    3: (5, 25, 50),
-    4: (35, 40, 45, 50),
-    5: (20, 25, 30),
-    6: (5, 10, 15, 20),
-    7: (5, 10),
-}
-"""Training (measured) SOC levels in % per case; cases 0-3 interpolate, 4-7 extrapolate."""
-
 METHODS: dict[str, str] = {
     "phase1": "forest on measured rows at the training SOC levels",
     "phase2_sample": "forest on CVAE rows decoded from z ~ N(0, I) at the test SOC",
@@ -74,27 +60,6 @@ METHODS: dict[str, str] = {
     "phase2_authors_shift": "forest on CVAE rows at the 2nd training SOC shifted by the authors' physic_weight",
 }
 RESULT_COLUMNS = ["battery", "pulse_width_s", "case", "kind", "seed", "test_soc", "method", "mape", "ape_std", "n_train", "n_test"]
-
-
-def case_kind(case: int) -> str:
-    """``"interpolation"`` for cases 0-3, ``"extrapolation"`` for 4-7."""
-    if case not in CASES:
-        raise ValueError(f"unknown case {case!r}; expected one of {sorted(CASES)}")
-    return "interpolation" if case <= 3 else "extrapolation"
-
-
-def test_levels(case: int) -> tuple[int, ...]:
-    """The unseen SOC levels (%) of a case."""
-    case_kind(case)
-    return tuple(s for s in ALL_SOC if s not in CASES[case])
-
-
-test_levels.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one
-
-
-def soc_percent(df: pd.DataFrame) -> np.ndarray:
-    """SOC of each row as an integer percentage (5, 10, ...)."""
-    return np.rint(df["soc"].to_numpy() * 100).astype(int)
 
 
 @dataclass
