@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -55,6 +54,7 @@ from battgen.baselines import (
     soc_input_forest,
 )
 from battgen.data import BATTERIES, FEATURES, VOLTAGE_RANGE_V, battery_type, load_pulsebat
+from battgen.evaluation.split import derive_seed
 from battgen.experiments import CASES, case_kind, soc_percent, test_levels
 from battgen.generate import authors_shift, latent_scaling, sample
 from battgen.io import progress_enabled, write_table
@@ -143,10 +143,6 @@ class LeakFreeConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _seed_for(*parts: object) -> int:
-    return zlib.crc32(repr(parts).encode())
-
-
 def grouped_folds(groups: Sequence, n_folds: int, seed: int) -> list[np.ndarray]:
     """Boolean test masks of ``n_folds`` folds that keep every group (physical battery) whole.
 
@@ -189,7 +185,7 @@ def _splits(df: pd.DataFrame, case: int, seed: int, n_folds: int, group: str) ->
     train_level = np.isin(socs, CASES[case])
     battery = str(df["battery"].iloc[0])
     out = []
-    for fold, test_mask in enumerate(grouped_folds(df[group].to_numpy(), n_folds, _seed_for(battery, seed, "folds"))):
+    for fold, test_mask in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(battery, seed, "folds"))):
         train = df[~test_mask & train_level]
         test = df[test_mask & ~train_level]
         n_batteries = train["battery_id"].nunique()
@@ -233,21 +229,21 @@ def _generated(s: _Split, seed: int, paper: FittedCVAE | None, plus: FittedCVAE 
     labels = s.targets[:, 1]
     key = (s.battery, s.case, s.fold, seed)
     if paper is not None:
-        out["phase2_sample"] = (sample(paper, s.targets, 1, seed=_seed_for(*key, "sample"))[0], labels)
+        out["phase2_sample"] = (sample(paper, s.targets, 1, seed=derive_seed(*key, "cvae"))[0], labels)
         if case_kind(s.case) == "extrapolation":
             out["phase2_latent_scaling"] = (latent_scaling(
                 paper, s.train[FEATURES].to_numpy(float), s.train[["soc", "soh"]].to_numpy(float), s.targets,
-                seed=_seed_for(*key, "latent"))[0], labels)
+                seed=derive_seed(*key, "cvae_latent_scaling"))[0], labels)
             out["phase2_authors_shift"] = (authors_shift(
                 paper, s.targets, anchor_soc=CASES[s.case][1] / 100, battery=s.battery,
-                seed=_seed_for(*key, "shift"))[0], labels)
+                seed=derive_seed(*key, "cvae_authors_shift"))[0], labels)
     if plus is not None:
-        out["phase2_cvae_plus"] = (sample(plus, s.targets, 1, seed=_seed_for(*key, "plus"))[0], labels)
+        out["phase2_cvae_plus"] = (sample(plus, s.targets, 1, seed=derive_seed(*key, "cvae_plus"))[0], labels)
     return out
 
 
 def _evaluate_split(s: _Split, seed: int, pw: float, generated: dict, residual: FittedCVAE | None) -> list[dict]:
-    rs = _seed_for(s.battery, s.case, s.fold, seed, "forest") % (2**31)
+    rs = derive_seed(s.battery, s.case, s.fold, seed, "forest")
     X_train, y_train = s.train[FEATURES].to_numpy(float), s.train["soh"].to_numpy(float)
     phase1 = make_forest(rs).fit(X_train, y_train)
     soc_forest = soc_input_forest(s.train, rs)
@@ -256,7 +252,7 @@ def _evaluate_split(s: _Split, seed: int, pw: float, generated: dict, residual: 
     res_rows = None
     if residual is not None:
         res_rows = residual_generation(residual, s.train, [lv / 100 for lv in test_levels(s.case)],
-                                       _seed_for(s.battery, s.case, s.fold, seed, "residual"))
+                                       derive_seed(s.battery, s.case, s.fold, seed, "residual"))
         res_socs = soc_percent(res_rows)
     rows = []
     for level in test_levels(s.case):
@@ -288,11 +284,11 @@ def _evaluate_split(s: _Split, seed: int, pw: float, generated: dict, residual: 
 
 def _run_seed(cfg: LeakFreeConfig, frames: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
     splits = [s for b in frames for case in cfg.cases for s in _splits(frames[b], case, seed, cfg.n_folds, cfg.group)]
-    fit_seed = lambda s: _seed_for(s.battery, s.case, s.fold, seed, "fit") % (2**31)  # noqa: E731
-    paper = fit_generators([_paper_job(s, fit_seed(s)) for s in splits], cfg.model, cfg.train, cfg.progress)
+    fit_seed = lambda s, name: derive_seed(s.battery, s.case, s.fold, seed, "fit", name)  # noqa: E731
+    paper = fit_generators([_paper_job(s, fit_seed(s, "paper")) for s in splits], cfg.model, cfg.train, cfg.progress)
     plus = residual = [None] * len(splits)
     if cfg.improved:
-        jobs = [_plus_job(s, fit_seed(s), cfg.feature_bounds) for s in splits] + [_residual_job(s, fit_seed(s)) for s in splits]
+        jobs = [_plus_job(s, fit_seed(s, "plus"), cfg.feature_bounds) for s in splits] + [_residual_job(s, fit_seed(s, "residual")) for s in splits]
         fitted = fit_generators(jobs, cfg.improved_model, cfg.improved_train_config(), cfg.progress)
         plus, residual = fitted[: len(splits)], fitted[len(splits):]
     rows: list[dict] = []
@@ -504,10 +500,10 @@ def run_estimator_benchmark(
         for b in keys:
             df = frames[b]
             measured = np.isin(soc_percent(df), list(measured_soc))
-            for fold, test_mask in enumerate(grouped_folds(df[group].to_numpy(), n_folds, _seed_for(b, seed, "folds"))):
+            for fold, test_mask in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(b, seed, "folds"))):
                 train, test = df[~test_mask & measured], df[test_mask]
                 for gen in generators:
-                    rs = _seed_for(b, fold, seed, "estimator") % (2**31)
+                    rs = derive_seed(b, fold, seed, "estimator")
                     plan.append((b, fold, gen, train, test))
                     ests.append(SOHEstimator(generator=gen, epochs=epochs, random_state=rs))
                     data.append(train)

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from battgen.data import FEATURES, validate_features
+from battgen.evaluation.split import derive_seed
 from battgen.io import atomic_path
 from battgen.model import CVAE, CVAEConfig
 from battgen.soh import make_forest
@@ -172,9 +173,10 @@ class SOHEstimator:
         extra = cond if len(cond) else None
         if self.generator == "residual":
             res = loo_interpolation_residuals(df)
-            return FitJob(res[FEATURES].to_numpy(float), res[["soc", "soh"]].to_numpy(float), self.random_state, extra)
+            return FitJob(res[FEATURES].to_numpy(float), res[["soc", "soh"]].to_numpy(float), derive_seed(self.random_state, "fit", "residual"), extra)
         bounds = VOLTAGE_RANGE_V if self.generator == "cvae_plus" else None
-        return FitJob(df[FEATURES].to_numpy(float), df[["soc", "soh"]].to_numpy(float), self.random_state, extra,
+        spec = "plus" if self.generator == "cvae_plus" else "paper"
+        return FitJob(df[FEATURES].to_numpy(float), df[["soc", "soh"]].to_numpy(float), derive_seed(self.random_state, "fit", spec), extra,
                       feature_bounds=bounds)
 
     def _finish(self, df: pd.DataFrame, fitted: FittedCVAE | None) -> "SOHEstimator":
@@ -190,10 +192,10 @@ class SOHEstimator:
                 gen = interpolate_features(df, fractions)
                 parts_X.append(gen[FEATURES].to_numpy(float)); parts_y.append(gen["soh"].to_numpy(float))
             elif self.generator == "residual":
-                gen = residual_generation(fitted, df, fractions, self.random_state)
+                gen = residual_generation(fitted, df, fractions, derive_seed(self.random_state, "residual"))
                 parts_X.append(gen[FEATURES].to_numpy(float)); parts_y.append(gen["soh"].to_numpy(float))
             else:
-                feats, c = sample(fitted, cond, 1, seed=self.random_state)
+                feats, c = sample(fitted, cond, 1, seed=derive_seed(self.random_state, self.generator))
                 parts_X.append(feats); parts_y.append(c[:, 1])
         self.generator_ = fitted
         self.train_X_ = np.vstack(parts_X)
@@ -201,7 +203,7 @@ class SOHEstimator:
         self.n_measured_ = len(df)
         self.measured_soc_ = sorted(set(np.rint(df["soc"].to_numpy() * 100).astype(int).tolist()))
         self.generated_soc_ = levels if self.generator != "none" else []
-        self.forest_ = make_forest(self.random_state).fit(self.train_X_, self.train_y_)
+        self.forest_ = make_forest(derive_seed(self.random_state, "forest")).fit(self.train_X_, self.train_y_)
         return self
 
     def fit(self, X, y=None, *, soc=None, groups=None, progress: bool | None = None) -> "SOHEstimator":
@@ -284,7 +286,7 @@ class SOHEstimator:
         est.info_ = {k: v for k, v in info.items() if k not in {"n_measured", "measured_soc", "generated_soc"}}
         est.train_X_ = payload["train_X"].numpy()
         est.train_y_ = payload["train_y"].numpy()
-        est.forest_ = make_forest(est.random_state).fit(est.train_X_, est.train_y_)
+        est.forest_ = make_forest(derive_seed(est.random_state, "forest")).fit(est.train_X_, est.train_y_)
         pred = est.forest_.predict(payload["probe_X"].numpy())
         if not np.array_equal(pred, payload["probe_pred"].numpy()):
             raise ValueError(f"{path}: the refitted forest does not reproduce the saved predictions "

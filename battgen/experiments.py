@@ -22,7 +22,6 @@ With ``baselines=True`` (:func:`evaluate_case`, :class:`ExperimentConfig`) the b
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from battgen.evaluation.split import derive_seed
 from battgen.data import BATTERIES, FEATURES, battery_type, load_pulsebat
 from battgen.generate import authors_shift, latent_scaling, sample
 from battgen.io import write_table
@@ -77,11 +77,6 @@ class ExperimentConfig:
     baselines: bool = False  # also score the baselines of battgen.baselines on the same test rows
 
 
-def _seed_for(*parts: object) -> int:
-    """A stable 32-bit seed derived from the parts (battery names hash the same in every run)."""
-    return zlib.crc32(repr(parts).encode())
-
-
 def make_fit_job(df: pd.DataFrame, case: int, seed: int) -> FitJob:
     """The paper's generator fit for one case: training-SOC rows; the condition scaler also sees
     the conditions that will be generated (all rows' [SOC, SOH], as the authors' code does)."""
@@ -89,7 +84,7 @@ def make_fit_job(df: pd.DataFrame, case: int, seed: int) -> FitJob:
     return FitJob(
         features=train[FEATURES].to_numpy(float),
         conditions=train[["soc", "soh"]].to_numpy(float),
-        seed=seed,
+        seed=derive_seed(str(df["battery"].iloc[0]), case, None, seed, "fit", "paper"),
         extra_conditions=df[["soc", "soh"]].to_numpy(float),
         provenance={"battery": str(df["battery"].iloc[0]), "case": case, "train_soc": list(CASES[case]),
                     "pulse_width_s": float(df["pulse_width_s"].iloc[0])},
@@ -102,14 +97,14 @@ def generate_for_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE
     train, targets = df[np.isin(socs, CASES[case])], df[~np.isin(socs, CASES[case])]
     cond = targets[["soc", "soh"]].to_numpy(float)  # true SOH of the test batteries, as the paper
     battery = str(df["battery"].iloc[0])
-    out = {"phase2_sample": sample(fitted, cond, 1, seed=_seed_for(battery, case, seed, "sample"))[0]}
+    out = {"phase2_sample": sample(fitted, cond, 1, seed=derive_seed(battery, case, None, seed, "cvae"))[0]}
     if case_kind(case) == "extrapolation":
         out["phase2_latent_scaling"] = latent_scaling(
             fitted, train[FEATURES].to_numpy(float), train[["soc", "soh"]].to_numpy(float), cond,
             train_groups=train["battery_id"].to_numpy(), target_groups=targets["battery_id"].to_numpy(),
-            seed=_seed_for(battery, case, seed, "latent"))[0]
+            seed=derive_seed(battery, case, None, seed, "cvae_latent_scaling"))[0]
         out["phase2_authors_shift"] = authors_shift(
-            fitted, cond, anchor_soc=CASES[case][1] / 100, battery=battery, seed=_seed_for(battery, case, seed, "shift"))[0]
+            fitted, cond, anchor_soc=CASES[case][1] / 100, battery=battery, seed=derive_seed(battery, case, None, seed, "cvae_authors_shift"))[0]
     return out
 
 
@@ -123,22 +118,23 @@ def evaluate_case(df: pd.DataFrame, case: int, seed: int, fitted: FittedCVAE, ba
     train, targets = df[train_mask], df[~train_mask]
     target_socs = socs[~train_mask]
     battery, pw = str(df["battery"].iloc[0]), float(df["pulse_width_s"].iloc[0])
-    phase1 = make_forest(seed).fit(train[FEATURES].to_numpy(float), train["soh"].to_numpy(float))
+    rs = derive_seed(battery, case, None, seed, "forest")
+    phase1 = make_forest(rs).fit(train[FEATURES].to_numpy(float), train["soh"].to_numpy(float))
     generated = generate_for_case(df, case, seed, fitted)
     if baselines:
         from battgen.baselines import baseline_predictions, soc_input_forest
 
-        soc_forest = soc_input_forest(train, seed)
+        soc_forest = soc_input_forest(train, rs)
     rows = []
     for level in test_levels(case):
         at = target_socs == level
         X_test, y_test = targets.loc[at, FEATURES].to_numpy(float), targets.loc[at, "soh"].to_numpy(float)
         preds = {"phase1": (phase1.predict(X_test), len(train))}
         for method, feats in generated.items():
-            forest = make_forest(seed).fit(feats[at], y_test)  # labels: the conditioned SOH
+            forest = make_forest(rs).fit(feats[at], y_test)  # labels: the conditioned SOH
             preds[method] = (forest.predict(X_test), int(at.sum()))
         if baselines:
-            preds.update(baseline_predictions(train, targets.loc[at], level / 100, seed, soc_forest=soc_forest))
+            preds.update(baseline_predictions(train, targets.loc[at], level / 100, rs, soc_forest=soc_forest))
         for method, (pred, n_train) in preds.items():
             m, s = mape(y_test, pred)
             rows.append(dict(battery=battery, pulse_width_s=pw, case=case, kind=case_kind(case), seed=seed,
