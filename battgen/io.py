@@ -1,7 +1,9 @@
-"""Atomic writes: a result file is either complete or absent, never half-written."""
+"""Atomic writes (a result file is either complete or absent, never half-written) and the
+fingerprint of the package source that cached results are keyed by."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -11,7 +13,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-__all__ = ["atomic_path", "write_json", "write_table", "progress_enabled"]
+__all__ = ["atomic_path", "write_json", "write_table", "progress_enabled", "package_fingerprint"]
 
 
 @contextmanager
@@ -55,6 +57,25 @@ def progress_enabled(progress: bool | None) -> bool:
     if env is not None:
         return env.strip().lower() not in {"0", "false", "no", "off", ""}
     return not os.environ.get("CI")
+
+
+def package_fingerprint() -> str:
+    """sha256 over the battgen package's Python sources: any change to them changes it."""
+    return _tree_fingerprint(Path(__file__).resolve().parent, "*.py")
+
+
+def _tree_fingerprint(folder: Path, pattern: str) -> str:
+    """sha256 over the relative paths and contents of the files under ``folder`` matching ``pattern``."""
+    files = sorted(p for p in folder.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts)
+    return _sha256_bytes(*(x for p in files for x in (p.relative_to(folder).as_posix().encode(), p.read_bytes())))
+
+
+def _sha256_bytes(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
 
 
 def _default(o: Any) -> Any:

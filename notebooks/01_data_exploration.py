@@ -38,21 +38,18 @@ progress = False
 # nothing, so `profile` and `seeds` do not change its output.
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from myst_nb import glue
 
 from battgen import plotting
-from battgen.data import BATTERIES, FEATURES, fetch, load_pulsebat
+from battgen.book import put, put_many, setup_chapter
+from battgen.data import BATTERIES, FEATURES, fetch
 from battgen.features import pulse_points
 from battgen.io import write_json, write_table
 
-plotting.use_style()
-out_dir = Path(results_dir) / "01_data_exploration"
-df = pd.concat([load_pulsebat(key, pulse_width_s=5, data_dir=data_dir) for key in BATTERIES], ignore_index=True)
+ctx = setup_chapter("01_data_exploration", profile=profile, data_dir=data_dir, results_dir=results_dir)
+df = pd.concat(ctx.frames(pulse_width_s=5).values(), ignore_index=True)
 df["soc_pct"] = (df["soc"] * 100).round().astype(int)
 batteries = df.drop_duplicates("battery_id")[["battery", "cathode", "cell", "battery_id", "qn_ah", "q_ah", "soh"]]
 
@@ -97,9 +94,8 @@ summary = {
     "soh_min": float(batteries.soh.min()),
     "soh_max": float(batteries.soh.max()),
 }
-write_table(overview.reset_index(names="battery"), out_dir / "dataset_overview.csv")
-for key, value in summary.items():
-    glue(key, value, display=False)
+write_table(overview.reset_index(names="battery"), ctx.out_dir / "dataset_overview.csv")
+put_many(summary)
 
 # %% [markdown]
 # ## What U1-U21 are
@@ -227,11 +223,11 @@ ax.set(xlabel="", ylabel="Share of feature variance", ylim=(0, 1),
 ax.legend(title=None, loc="center right");
 
 # %%
-write_table(shares, out_dir / "variance_shares.csv")
+write_table(shares, ctx.out_dir / "variance_shares.csv")
 write_json(summary | {"median_share_soc": confounding["SOC (eta^2)"].to_dict(),
-                      "median_share_soh": confounding["SOH (r^2)"].to_dict()}, out_dir / "summary.json")
-glue("median_share_soc", float(shares["SOC (eta^2)"].median()), display=False)
-glue("median_share_soh", float(shares["SOH (r^2)"].median()), display=False)
+                      "median_share_soh": confounding["SOH (r^2)"].to_dict()}, ctx.out_dir / "summary.json")
+put("median_share_soc", shares["SOC (eta^2)"].median())
+put("median_share_soh", shares["SOH (r^2)"].median())
 
 # %% [markdown]
 # For every battery type SOC explains most of the variance of almost every feature, SOH a small

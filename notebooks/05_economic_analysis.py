@@ -52,32 +52,21 @@ progress = False
 # finely the retirement-scale axis is sampled. The eight cases come from `battgen.experiments`.
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Patch
 import pandas as pd
-from myst_nb import glue
+from matplotlib.patches import Patch
 
 from battgen import economics as ec
 from battgen import plotting
+from battgen.book import put, setup_chapter
 from battgen.data import BATTERIES, fetch
 from battgen.experiments import CASES
 from battgen.io import write_json, write_table
 
-plotting.use_style()
-
-
-def put(name, value):
-    """Glue a number (as a plain float) or a text for the prose."""
-    glue(name, value if isinstance(value, str) else float(value), display=False)
-
-
-out_dir = Path(results_dir) / "05_economic_analysis"
+ctx = setup_chapter("05_economic_analysis", profile=profile, data_dir=data_dir, results_dir=results_dir)
 LMO_FILE = "workstep/LMO_C_10_B_2_SOC_5-55_Part_1-1_ID_PIP15827A00221240.xlsx"
 NMC_FILE = "workstep/NMC_C_21_B_6_SOC_5-90_Part_1-2_ID_02LCC02100101A87Y0052124.xlsx"
-n_grid = {"smoke": 25, "full": 121}.get(profile, 25)
 
 params = ec.EconomicParameters()
 cases = {int(c): tuple(soc) for c, soc in CASES.items()}
@@ -104,7 +93,7 @@ nmc_5s = ec.measure_level_cost(fetch(NMC_FILE, data_dir), pulse_widths_s=(5,))
 measured = pd.concat([lmo.assign(battery="LMO10"), nmc.assign(battery="NMC21")], ignore_index=True)
 level = ec.LevelCost.from_tables(lmo, nmc, label="pooled LMO 10 Ah + NMC 21 Ah")
 level_5s = ec.LevelCost.from_tables(lmo_5s, nmc_5s, label="5 s pulses only")
-write_table(measured, out_dir / "measured_levels.csv")
+write_table(measured, ctx.out_dir / "measured_levels.csv")
 measured[["battery", "soc_pct", "energy_in_wh", "conditioning_wh", "pulse_in_wh", "energy_out_wh",
           "charge_ah", "tester_time_h", "n_truncated"]].round(4)
 
@@ -234,9 +223,9 @@ put("retired_gwh", float(params.retired_energy_2030.to("GWh").magnitude))
 # {glue:text}`f_co2:.0f` times (CO2) more batteries, even in the case that saves most levels.
 
 # %%
-scales = np.logspace(6, 12, n_grid)
+scales = np.logspace(6, 12, ctx.profile.grid_points)
 curve = ec.savings_curve(cases, scales, params, level)
-write_table(curve, out_dir / "savings_curve.csv")
+write_table(curve, ctx.out_dir / "savings_curve.csv")
 fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True)
 panels = (("energy_kwh", "grid energy saved (TWh)", None, 1e9),
           ("cost_usd", "electricity cost saved (billion USD)", ec.PAPER_USD, 1e9),
@@ -418,7 +407,7 @@ ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2);
 
 # %%
 tornado = ec.sensitivity(params, level, int(ref["n_saved"]))
-write_table(tornado, out_dir / "sensitivity.csv")
+write_table(tornado, ctx.out_dir / "sensitivity.csv")
 top = tornado.iloc[0]
 put("top_label", str(top["label"]))
 put("top_low_m", min(top["cost_usd_low"], top["cost_usd_high"]) / 1e6)
@@ -462,7 +451,7 @@ axes[0].set_title("(e) sensitivity of the 2030 saving", loc="left");
 
 # %%
 times = ec.time_saved_per_battery(cases, {"full measured sequence": level, "5 s pulses only": level_5s})
-write_table(times, out_dir / "time_saved.csv")
+write_table(times, ctx.out_dir / "time_saved.csv")
 put("hours_ref", float(times.query("case == @ref_case and protocol == 'full measured sequence'")["hours_per_battery"].iloc[0]))
 put("hours_ref_5s", float(times.query("case == @ref_case and protocol == '5 s pulses only'")["hours_per_battery"].iloc[0]))
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -489,7 +478,7 @@ results = {
                         "full_charges_per_retired_battery": list(repro["full_charges_per_retired_battery"]),
                         "china_intensity": china["ratio"], "knobs": repro["knobs"].to_dict(orient="records")},
 }
-write_json(results, out_dir / "economics.json")
+write_json(results, ctx.out_dir / "economics.json")
 
 # %% [markdown]
 # ## Summary

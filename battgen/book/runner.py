@@ -1,24 +1,16 @@
-"""The book pipeline: execute the chapter notebooks, and guard the Jupyter Book build.
+"""The chapter runner: execute the stale chapter notebooks with papermill.
 
-This module has two roles.
-
-**Runner** (``python -m battgen.book run --profile smoke``, called by ``make notebooks``).
-The chapters are the entries ``notebooks/<name>`` of the root ``_toc.yml``; each one's source is
-the jupytext py:percent file ``notebooks/<name>.py`` and its executed copy, which the book
-renders, is ``book/notebooks/<name>.ipynb``. A chapter is executed with papermill (parameters
-``profile``, ``seeds``, ``data_dir``, ``results_dir``, ``progress``) only when it is stale: when
-no executed copy exists, or when the fingerprint stored in the executed copy's metadata differs
-from the current one, which covers the chapter's source, the battgen package source, the data
-files and the parameters. A failed chapter prints its traceback, leaves its failed notebook and
-a log under ``_build/reports/``, and its (now stale) executed copy is removed so that the book
-cannot render an outdated chapter; the runner goes on with the other chapters and exits 1.
-
-**Sphinx extension** (listed in ``_config.yml`` under ``sphinx.extra_extensions``). A plain
-``jupyter-book build book/`` stops with an error that says to run ``make notebooks`` when an
-executed chapter is missing, instead of rendering a book with empty chapters; it warns (an error
-under ``-W``) when a chapter's source changed after it was executed; and it re-writes the
-non-notebook pages whenever a notebook changed, so numbers glued from the notebooks into
-``intro.md`` are never stale.
+``python -m battgen.book run --profile smoke`` (called by ``make notebooks``). The chapters are
+the entries ``notebooks/<name>`` of the root ``_toc.yml``; each one's source is the jupytext
+py:percent file ``notebooks/<name>.py`` and its executed copy, which the book renders, is
+``book/notebooks/<name>.ipynb``. A chapter is executed with papermill (parameters ``profile``,
+``seeds``, ``data_dir``, ``results_dir``, ``progress``; the seeds come from
+:mod:`battgen.book.profiles`) only when it is stale: when no executed copy exists, or when the
+fingerprint stored in the executed copy's metadata differs from the current one, which covers
+the chapter's source, the battgen package source, the data files and the parameters. A failed
+chapter prints its traceback, leaves its failed notebook and a log under ``_build/reports/``,
+and its (now stale) executed copy is removed so that the book cannot render an outdated
+chapter; the runner goes on with the other chapters and exits 1.
 """
 
 from __future__ import annotations
@@ -34,24 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from battgen.book.profiles import PROFILES
+from battgen.book.profiles import profile as resolve_profile
+from battgen.io import _tree_fingerprint, atomic_path, package_fingerprint
+
 __all__ = [
-    "PROFILES",
     "Chapter",
     "chapters",
     "data_fingerprint",
+    "executed_metadata",
     "find_root",
     "fingerprint",
-    "package_fingerprint",
+    "main",
     "run_notebooks",
-    "setup",
+    "source_fingerprint",
 ]
 
-PROFILES: dict[str, dict[str, Any]] = {
-    # few epochs, one seed, all four battery types: for CI (the chapters read the profile name)
-    "smoke": {"seeds": [0]},
-    # the paper's settings, three seeds
-    "full": {"seeds": [0, 1, 2]},
-}
 NOTEBOOK_DIR = "notebooks"  # docname prefix in _toc.yml, source folder at the root, output under book/
 METADATA_KEY = "battgen"
 MISSING_HINT = "run `make notebooks` (or `make book`) first"
@@ -123,24 +113,6 @@ def chapters(root: str | os.PathLike, toc: str | os.PathLike | None = None) -> l
 # --------------------------------------------------------------------------- fingerprints
 
 
-def _sha256_bytes(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()
-
-
-def _tree_fingerprint(folder: Path, pattern: str) -> str:
-    files = sorted(p for p in folder.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts)
-    return _sha256_bytes(*(x for p in files for x in (p.relative_to(folder).as_posix().encode(), p.read_bytes())))
-
-
-def package_fingerprint() -> str:
-    """sha256 over the battgen package's Python sources (any change re-runs every chapter)."""
-    return _tree_fingerprint(Path(__file__).resolve().parent, "*.py")
-
-
 def data_fingerprint(data_dir: str | os.PathLike | None) -> str:
     """sha256 over every file under ``data_dir`` (the PulseBat folder; a few MB), or a fixed tag without one.
 
@@ -189,11 +161,10 @@ def executed_metadata(path: Path) -> dict[str, Any]:
 
 
 def parameters_for(profile: str, data_dir: str | None, results_dir: Path) -> dict[str, Any]:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+    """The papermill parameters of every chapter; the seeds are the profile's."""
     return {
         "profile": profile,
-        "seeds": list(PROFILES[profile]["seeds"]),
+        "seeds": list(resolve_profile(profile).seeds),
         "data_dir": data_dir,
         "results_dir": str(results_dir),
         "progress": False,
@@ -211,8 +182,6 @@ def _load_source(chapter: Chapter):
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from battgen.io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf8")
 
@@ -359,68 +328,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = f"executed ({meta.get('profile', '?')}, {meta.get('seconds', '?')} s)" if chapter.output.is_file() else "not executed"
         print(f"{chapter.name:32s} source={'yes' if chapter.source.is_file() else 'MISSING'}  {state}")
     return 0
-
-
-# --------------------------------------------------------------------------- Sphinx extension
-
-
-def _toc_path(app) -> Path:
-    toc = Path(app.config.external_toc_path)
-    return toc if toc.is_absolute() else Path(app.srcdir) / toc
-
-
-def _require_executed(app, config) -> None:
-    from sphinx.util import logging as sphinx_logging
-
-    srcdir = Path(app.srcdir)
-    root = srcdir.parent
-    expected = chapters(root, _toc_path(app))
-    missing = [c for c in expected if not (srcdir / f"{c.docname}.ipynb").is_file()]
-    if missing:
-        reports = root / "_build" / "reports"
-        names = "\n".join(
-            f"  book/{c.docname}.ipynb"
-            + (f"  (its last execution failed: _build/reports/{c.name}.log)" if (reports / f"{c.name}.log").is_file() else "")
-            for c in missing
-        )
-        rule = "=" * 79
-        print(
-            f"\n{rule}\nbattgen: the book renders executed notebooks only, and these are missing:\n{names}\n\n"
-            "  Run `make notebooks` first: it executes the chapters into book/notebooks/\n"
-            "  (`make notebooks PROFILE=smoke` for a quick run; `make book` does everything),\n"
-            "  then build again.\n"
-            f"{rule}",
-            file=sys.stderr,
-            flush=True,
-        )
-        # SystemExit, not a Sphinx error: Jupyter Book would bury the message under two tracebacks.
-        raise SystemExit(2)
-    logger = sphinx_logging.getLogger(__name__)
-    for chapter in expected:
-        meta = executed_metadata(srcdir / f"{chapter.docname}.ipynb")
-        if chapter.source.is_file() and meta.get("source_sha256") != source_fingerprint(chapter.source):
-            logger.warning(
-                f"{chapter.docname}.ipynb is stale: {chapter.source.relative_to(root)} changed after it was "
-                f"executed; run `make notebooks` [battgen.stale]",
-                type="battgen",
-                subtype="stale",
-            )
-
-
-def _rewrite_glue_pages(app, env, added, changed, removed) -> list[str]:
-    """When a notebook changed, also re-read the pages (intro.md) that paste numbers glued in it."""
-    if not any(d.startswith(NOTEBOOK_DIR + "/") for d in (*added, *changed, *removed)):
-        return []
-    return sorted(d for d in env.found_docs if not d.startswith(NOTEBOOK_DIR + "/"))
-
-
-def setup(app) -> dict[str, Any]:
-    app.connect("config-inited", _require_executed, priority=100)
-    app.connect("env-get-outdated", _rewrite_glue_pages)
-    from battgen import __version__
-
-    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

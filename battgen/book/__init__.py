@@ -1,0 +1,39 @@
+"""The book tooling, in layers; the science modules never import it.
+
+- :mod:`battgen.book.profiles`: what the ``smoke`` and ``full`` profiles mean (epochs, seeds,
+  folds, cases, grid size), in one frozen :class:`Profile` each.
+- :mod:`battgen.book.chapter`: the one-call setup of a chapter (:func:`setup_chapter`).
+- :mod:`battgen.book.glue`: the one glue helper of the chapters (:func:`put`).
+- :mod:`battgen.book.runner`: executes the stale chapters with papermill
+  (``python -m battgen.book run --profile smoke``, called by ``make notebooks``).
+- :mod:`battgen.book.sphinx`: the Sphinx extension, listed in ``_config.yml`` as ``battgen.book``
+  (hence :func:`setup` here): it stops the build when an executed chapter is missing.
+
+Importing this package stays light: torch, matplotlib, papermill, myst_nb and Sphinx are
+imported only where they are used.
+"""
+
+from battgen.book.chapter import ChapterContext, setup_chapter
+from battgen.book.glue import put, put_many
+from battgen.book.profiles import PROFILES, Profile, profile
+from battgen.book.runner import Chapter, chapters, data_fingerprint, find_root, fingerprint, run_notebooks
+from battgen.book.sphinx import setup
+from battgen.io import package_fingerprint  # re-exported for existing callers
+
+__all__ = [
+    "PROFILES",
+    "Chapter",
+    "ChapterContext",
+    "Profile",
+    "chapters",
+    "data_fingerprint",
+    "find_root",
+    "fingerprint",
+    "package_fingerprint",
+    "profile",
+    "put",
+    "put_many",
+    "run_notebooks",
+    "setup",
+    "setup_chapter",
+]

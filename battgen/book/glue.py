@@ -1,0 +1,34 @@
+"""The one glue helper of the chapters: numbers and texts for the prose, never displayed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Integral, Real
+from typing import Any
+
+__all__ = ["glue_value", "put", "put_many"]
+
+
+def glue_value(value: Any) -> str | int | float:
+    """What :func:`put` glues: a text as ``str``, an integer (Python or numpy) as ``int``, any other
+    real number as ``float``, so that ``{glue:text}`` reads back a plain literal."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"glue a number or a text, not {type(value).__name__}: {value!r}")
+
+
+def put(name: str, value: Any) -> None:
+    """Glue ``value`` (see :func:`glue_value`) as ``name`` for ``{glue:text}`` in the prose, without displaying it."""
+    from myst_nb import glue
+
+    glue(name, glue_value(value), display=False)
+
+
+def put_many(values: Mapping[str, Any], prefix: str = "") -> None:
+    """:func:`put` every item of ``values``, each name preceded by ``prefix``."""
+    for name, value in values.items():
+        put(prefix + name, value)
