@@ -8,14 +8,18 @@ scikit-learn conventions (``fit`` returns the estimator, ``predict`` returns an 
 - ``"interpolation"`` (default): each training battery's pulses linearly interpolated (or
   extrapolated) in SOC to the unmeasured levels. No generative model: on held-out batteries at
   all ten SOC levels it beat every CVAE variant for NMC 2.1 Ah, LMO 10 Ah and NMC 21 Ah
-  (:func:`battgen.benchmark.run_estimator_benchmark`, chapter 06), so it is the default;
+  (:func:`battgen.evaluation.leakfree.run_estimator_benchmark`, chapter 06), so it is the default;
 - ``"residual"``: the interpolated pulses plus a residual drawn from a CVAE trained on
-  leave-one-level-out interpolation residuals (:func:`battgen.benchmark.residual_generation`);
+  leave-one-level-out interpolation residuals;
 - ``"cvae"``: the paper's CVAE, decoded at (level, SOH grid spanning the training SOH);
-- ``"cvae_plus"``: the improved CVAE of :mod:`battgen.benchmark` on the same grid;
+- ``"cvae_plus"``: the improved CVAE on the same grid;
 - ``"none"``: the measured rows only.
 
-The regressor is the paper's forest (:func:`battgen.soh.make_forest`) on measured + generated rows.
+The generators are those of the registry :mod:`battgen.evaluation.generators`; the split
+(:func:`battgen.evaluation.split.estimator_split`, key ``(random_state,)``) and the training set
+(:func:`battgen.evaluation.core.training_set`: measured + generated rows, SOC unknown) are the
+evaluation core's, so the estimator and its benchmark run the same code. The regressor is the
+paper's forest (:func:`battgen.soh.make_forest`).
 
 Saving (:meth:`SOHEstimator.save`) writes one file with :func:`torch.save` holding only tensors,
 strings and numbers, and :meth:`SOHEstimator.load` reads it with ``weights_only=True``, so no
@@ -38,18 +42,21 @@ import pandas as pd
 import torch
 
 from battgen.data import FEATURES, validate_features
-from battgen.evaluation.split import derive_seed
+from battgen.evaluation.core import run_generators, training_set
+from battgen.evaluation.generators import GeneratorSettings, Rows
+from battgen.evaluation.split import Split, derive_seed, estimator_split
 from battgen.io import atomic_path
 from battgen.model import CVAE, CVAEConfig
+from battgen.protocol import ALL_SOC
 from battgen.soh import make_forest
-from battgen.train import FitJob, FittedCVAE, MinMaxScaler, TrainConfig, fit_generators
+from battgen.train import FittedCVAE, MinMaxScaler, TrainConfig
 
-__all__ = ["SOHEstimator", "GENERATORS", "fit_estimators", "read_pulses", "check_pulses"]
+__all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "fit_estimators", "read_pulses", "check_pulses"]
 
-GENERATORS = ("interpolation", "residual", "cvae", "cvae_plus", "none")
+ESTIMATOR_GENERATORS = ("interpolation", "residual", "cvae", "cvae_plus", "none")
+"""The generators of :mod:`battgen.evaluation.generators` an estimator can use."""
 FORMAT = "battgen.SOHEstimator"
 FORMAT_VERSION = 1
-ALL_LEVELS = tuple(range(5, 55, 5))
 
 
 def check_pulses(df: pd.DataFrame, source: str = "input") -> None:
@@ -92,14 +99,14 @@ class SOHEstimator:
 
     Parameters
     ----------
-    generator: one of :data:`GENERATORS` (see the module docstring).
+    generator: one of :data:`ESTIMATOR_GENERATORS` (see the module docstring).
     soc_levels: SOC levels (%) the training set should cover; the unmeasured ones are generated.
     epochs: generator training epochs (the paper's 50).
     n_grid: SOH grid size for the CVAE generators (default: number of training batteries).
     random_state: seeds the generator fit, the sampling and the forest.
     """
 
-    def __init__(self, generator: str = "interpolation", soc_levels: Sequence[int] = ALL_LEVELS, epochs: int = 50,
+    def __init__(self, generator: str = "interpolation", soc_levels: Sequence[int] = ALL_SOC, epochs: int = 50,
                  n_grid: int | None = None, random_state: int = 0):
         self.generator = generator
         self.soc_levels = tuple(int(s) for s in soc_levels)
@@ -124,13 +131,11 @@ class SOHEstimator:
         return f"SOHEstimator({args})"
 
     # ------------------------------------------------------------------ fitting
-    def _model_configs(self) -> tuple[CVAEConfig, TrainConfig]:
-        from battgen.benchmark import IMPROVED_MODEL, IMPROVED_TRAIN
+    def _settings(self) -> GeneratorSettings:
+        return GeneratorSettings(train=TrainConfig(epochs=self.epochs))
 
-        if self.generator == "cvae":
-            return CVAEConfig(), TrainConfig(epochs=self.epochs)
-        return (CVAEConfig(**IMPROVED_MODEL.to_dict()),
-                TrainConfig(**{**asdict(IMPROVED_TRAIN), "epochs": self.epochs}))
+    def _split(self, df: pd.DataFrame) -> Split:
+        return estimator_split(df, self.soc_levels, (self.random_state,), n_grid=self.n_grid)
 
     def _measured(self, X, y=None, soc=None, groups=None) -> pd.DataFrame:
         if isinstance(X, pd.DataFrame) and y is None:
@@ -151,59 +156,17 @@ class SOHEstimator:
                 raise ValueError(f"generator {self.generator!r} needs a battery_id column (or groups=) to interpolate per battery")
             df["battery_id"] = np.arange(len(df)).astype(str)
         df = df.reset_index(drop=True)
-        if self.generator not in GENERATORS:
-            raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
+        if self.generator not in ESTIMATOR_GENERATORS:
+            raise ValueError(f"generator must be one of {ESTIMATOR_GENERATORS}, got {self.generator!r}")
         return df
 
-    def _targets(self, df: pd.DataFrame) -> tuple[list[int], np.ndarray]:
-        measured = set(np.rint(df["soc"].to_numpy() * 100).astype(int).tolist())
-        levels = [s for s in self.soc_levels if s not in measured]
-        n = self.n_grid or df["battery_id"].nunique()
-        grid = np.linspace(df["soh"].min(), df["soh"].max(), int(n))
-        cond = np.column_stack([np.repeat(np.asarray(levels, float) / 100, len(grid)), np.tile(grid, len(levels))])
-        return levels, cond
-
-    def _fit_job(self, df: pd.DataFrame) -> FitJob | None:
-        from battgen.baselines import loo_interpolation_residuals
-        from battgen.data import VOLTAGE_RANGE_V
-
-        if self.generator in {"none", "interpolation"}:
-            return None
-        _, cond = self._targets(df)
-        extra = cond if len(cond) else None
-        if self.generator == "residual":
-            res = loo_interpolation_residuals(df)
-            return FitJob(res[FEATURES].to_numpy(float), res[["soc", "soh"]].to_numpy(float), derive_seed(self.random_state, "fit", "residual"), extra)
-        bounds = VOLTAGE_RANGE_V if self.generator == "cvae_plus" else None
-        spec = "plus" if self.generator == "cvae_plus" else "paper"
-        return FitJob(df[FEATURES].to_numpy(float), df[["soc", "soh"]].to_numpy(float), derive_seed(self.random_state, "fit", spec), extra,
-                      feature_bounds=bounds)
-
-    def _finish(self, df: pd.DataFrame, fitted: FittedCVAE | None) -> "SOHEstimator":
-        from battgen.baselines import interpolate_features
-        from battgen.benchmark import residual_generation
-        from battgen.generate import sample
-
-        levels, cond = self._targets(df)
-        parts_X, parts_y = [df[FEATURES].to_numpy(float)], [df["soh"].to_numpy(float)]
-        if levels and self.generator != "none":
-            fractions = [s / 100 for s in levels]
-            if self.generator == "interpolation":
-                gen = interpolate_features(df, fractions)
-                parts_X.append(gen[FEATURES].to_numpy(float)); parts_y.append(gen["soh"].to_numpy(float))
-            elif self.generator == "residual":
-                gen = residual_generation(fitted, df, fractions, derive_seed(self.random_state, "residual"))
-                parts_X.append(gen[FEATURES].to_numpy(float)); parts_y.append(gen["soh"].to_numpy(float))
-            else:
-                feats, c = sample(fitted, cond, 1, seed=derive_seed(self.random_state, self.generator))
-                parts_X.append(feats); parts_y.append(c[:, 1])
+    def _finish(self, split: Split, rows: Rows, fitted: FittedCVAE | None) -> "SOHEstimator":
         self.generator_ = fitted
-        self.train_X_ = np.vstack(parts_X)
-        self.train_y_ = np.concatenate(parts_y)
-        self.n_measured_ = len(df)
-        self.measured_soc_ = sorted(set(np.rint(df["soc"].to_numpy() * 100).astype(int).tolist()))
-        self.generated_soc_ = levels if self.generator != "none" else []
-        self.forest_ = make_forest(derive_seed(self.random_state, "forest")).fit(self.train_X_, self.train_y_)
+        self.train_X_, self.train_y_ = training_set(split, rows)
+        self.n_measured_ = len(split.train)
+        self.measured_soc_ = list(split.train_levels)
+        self.generated_soc_ = list(split.levels) if self.generator != "none" else []
+        self.forest_ = make_forest(split.seed("forest")).fit(self.train_X_, self.train_y_)
         return self
 
     def fit(self, X, y=None, *, soc=None, groups=None, progress: bool | None = None) -> "SOHEstimator":
@@ -308,19 +271,14 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
 
     ``data[i]`` is a :mod:`battgen.data` table or a tuple ``(X, y, soc, groups)``.
     """
-    frames = []
-    for est, d in zip(estimators, data):
-        args = d if isinstance(d, tuple) else (d, None, None, None)
-        frames.append(est._measured(*args))
-    jobs = [est._fit_job(df) for est, df in zip(estimators, frames)]
-    fitted: list[FittedCVAE | None] = [None] * len(estimators)
-    by_config: dict[str, list[int]] = {}
-    for i, (est, job) in enumerate(zip(estimators, jobs)):
-        if job is not None:
-            mc, tc = est._model_configs()
-            by_config.setdefault(json.dumps([mc.to_dict(), asdict(tc)], sort_keys=True), []).append(i)
-    for key, idx in by_config.items():
-        mc, tc = estimators[idx[0]]._model_configs()
-        for i, f in zip(idx, fit_generators([jobs[i] for i in idx], mc, tc, progress)):
-            fitted[i] = f
-    return [est._finish(df, f) for est, df, f in zip(estimators, frames, fitted)]
+    splits = [est._split(est._measured(*(d if isinstance(d, tuple) else (d, None, None, None))))
+              for est, d in zip(estimators, data)]
+    by_epochs: dict[int, list[int]] = {}
+    for i, est in enumerate(estimators):
+        by_epochs.setdefault(est.epochs, []).append(i)
+    for idx in by_epochs.values():
+        names = [[estimators[i].generator] if estimators[i].generator != "none" and splits[i].levels else [] for i in idx]
+        rows, models = run_generators([splits[i] for i in idx], names, estimators[idx[0]]._settings(), progress)
+        for i, gen_names, r, m in zip(idx, names, rows, models):
+            estimators[i]._finish(splits[i], r[gen_names[0]] if gen_names else Rows.empty(), next(iter(m.values()), None))
+    return list(estimators)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CVAEConfig", "UnitCrossAttention", "CVAE", "set_seed", "count_parameters"]
+__all__ = ["CVAEConfig", "UnitCrossAttention", "CVAE", "loss_terms", "set_seed", "count_parameters"]
 
 
 @dataclass
@@ -135,6 +135,24 @@ class UnitCrossAttention(nn.Module):
         function and gradients as :meth:`forward_naive`, 64x fewer multiplications. Returns
         ``(y, attention map or None)``.
         """
+        H = self.num_heads
+        a, c, alpha, beta = self.scalars()  # (H,), (H,), (H,), (1,)
+        slope = a[:, None] * query[:, None, :] + c[:, None]  # (B, H, Tq)
+        tokens = context[:, None, :].expand(-1, H, -1)  # (B, H, Tk)
+        read, E, Z, _ = _SoftmaxRead.apply(slope, tokens)  # (B, H, Tq), (B, H, Tq, Tk), (B, H, Tq)
+        y = (alpha[:, None] * read).sum(dim=1) + beta  # (B, Tq)
+        if not need_weights:
+            return y, None
+        att = E.detach() / Z.detach().unsqueeze(-1)  # (B, H, Tq, Tk), rows sum to 1
+        return y, att.mean(dim=1)  # (B, Tq), (B, Tq, Tk)
+
+    def scalars(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(a, c, alpha, beta)``: the numbers that fix the layer (see :meth:`forward`).
+
+        Per head, the logit slope ``a = wq.wk / sqrt(D)`` and offset ``c = bq.wk / sqrt(D)``, the
+        read-out gain ``alpha = wv.wo``; ``beta = sum_h bv_h.wo_h + bo`` is the layer's offset.
+        Shapes (H,), (H,), (H,), (1,).
+        """
         H, D = self.num_heads, self.key_dim
         wq, bq = self.query.weight.view(H, D), self.query.bias.view(H, D)  # (H, D) each
         wk = self.key.weight.view(H, D)  # (H, D)
@@ -142,26 +160,26 @@ class UnitCrossAttention(nn.Module):
         wo = self.out.weight.view(H, D)  # (H, D)
         a = (wq * wk).sum(-1) / math.sqrt(D)  # (H,)
         c = (bq * wk).sum(-1) / math.sqrt(D)  # (H,)
-        slope = a[:, None] * query[:, None, :] + c[:, None]  # (B, H, Tq)
-        tokens = context[:, None, :].expand(-1, H, -1)  # (B, H, Tk)
-        read, E, Z, _ = _SoftmaxRead.apply(slope, tokens)  # (B, H, Tq), (B, H, Tq, Tk), (B, H, Tq)
         alpha = (wv * wo).sum(-1)  # (H,)
         beta = (bv * wo).sum() + self.out.bias  # (1,)
-        y = (alpha[:, None] * read).sum(dim=1) + beta  # (B, Tq)
-        if not need_weights:
-            return y, None
-        att = E.detach() / Z.detach().unsqueeze(-1)  # (B, H, Tq, Tk), rows sum to 1
-        return y, att.mean(dim=1)  # (B, Tq), (B, Tq, Tk)
+        return a, c, alpha, beta
+
+    def logits(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Textbook attention logits ``q_i . k_j / sqrt(D)``, (B, H, Tq, Tk), for teaching and checks."""
+        B, Tq = query.shape
+        Tk = context.shape[1]
+        H, D = self.num_heads, self.key_dim
+        q = self.query(query.unsqueeze(-1)).view(B, Tq, H, D).transpose(1, 2)  # (B, H, Tq, D)
+        k = self.key(context.unsqueeze(-1)).view(B, Tk, H, D).transpose(1, 2)  # (B, H, Tk, D)
+        return (q @ k.transpose(-2, -1)) / math.sqrt(D)  # (B, H, Tq, Tk)
 
     def forward_naive(self, query: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Textbook multi-head attention on (B, T, 1) sequences, as Keras computes it."""
         B, Tq = query.shape
         Tk = context.shape[1]
         H, D = self.num_heads, self.key_dim
-        q = self.query(query.unsqueeze(-1)).view(B, Tq, H, D).transpose(1, 2)  # (B, H, Tq, D)
-        k = self.key(context.unsqueeze(-1)).view(B, Tk, H, D).transpose(1, 2)  # (B, H, Tk, D)
         v = self.value(context.unsqueeze(-1)).view(B, Tk, H, D).transpose(1, 2)  # (B, H, Tk, D)
-        att = ((q @ k.transpose(-2, -1)) / math.sqrt(D)).softmax(dim=-1)  # (B, H, Tq, Tk)
+        att = self.logits(query, context).softmax(dim=-1)  # (B, H, Tq, Tk)
         y = (att @ v).transpose(1, 2).reshape(B, Tq, H * D)  # (B, Tq, H*D)
         y = self.out(y).squeeze(-1)  # (B, Tq)
         return y, att.mean(dim=1)  # (B, Tq), (B, Tq, Tk)
@@ -197,6 +215,13 @@ class CVAE(nn.Module):
             return torch.cat([h, C], dim=-1), None  # (B, I+E)
         return attn(h, C, need_weights)  # (B, I), (B, I, E) or None
 
+    def hidden(self, x: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The tensors attention reads: condition embedding ``C`` (B, E), encoder hidden units
+        ``h_enc`` (B, I), posterior mean ``mu`` (B, L) and decoder hidden units at it ``h_dec`` (B, I)."""
+        mu, _, _ = self.encode(x, c)  # (B, L)
+        return {"C": self.embed_condition(c), "h_enc": F.relu(self.enc_hidden(x)), "mu": mu,
+                "h_dec": F.relu(self.dec_hidden(mu))}
+
     def encode(self, x: torch.Tensor, c: torch.Tensor, return_attention: bool = False):
         """Return ``(z_mean, z_logvar, encoder attention map or None)``."""
         C = self.embed_condition(c)  # (B, E)
@@ -226,9 +251,32 @@ class CVAE(nn.Module):
         return x_hat, mu, logvar, {"encoder_attention": enc_att, "decoder_attention": dec_att}
 
     def loss(self, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The paper's loss: mean over the batch of ``w_recon * F * MSE + w_kl * KL``."""
-        cfg = self.config
-        recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=1)  # (B,)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)  # (B,)
-        total = (cfg.w_recon * recon + cfg.w_kl * kl).mean()
-        return {"loss": total, "recon": recon.mean(), "kl": kl.mean()}
+        """The paper's loss on a batch (:func:`loss_terms` with every row weighted 1)."""
+        loss, recon, kl = loss_terms(self.config, x, x_hat, mu, logvar, torch.ones(x.shape[0], dtype=x.dtype))
+        return {"loss": loss, "recon": recon, "kl": kl}
+
+
+def loss_terms(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+               w: torch.Tensor, free_bits: float = 0.0, beta: torch.Tensor | None = None) -> torch.Tensor:
+    """The training loss: ``(loss, recon, kl)`` as one (3,) tensor, the batch mean over rows weighted by ``w``.
+
+    The paper's loss is ``w_recon * F * MSE + w_kl * KL`` per row (``F`` = 21 features, the MSE
+    over them, the KL of the diagonal Gaussian posterior from ``N(0, I)``), averaged over the
+    rows of the batch; ``w`` is 1 for a real row and 0 for padding (the stacked trainer pads
+    short fits). The improved generators add a KL weight ``beta`` (annealing) and a floor of
+    ``free_bits`` nats on the batch-mean KL of each latent dimension. :func:`battgen.train.fit_generators`
+    trains with exactly this function.
+    """
+    recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=1)  # (B,)
+    kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, L)
+    kl = kl_dims.sum(dim=1)  # (B,)
+    n = w.sum()
+    if free_bits <= 0 and beta is None:  # the paper's loss
+        terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, B)
+        return (terms * w).sum(dim=1) / n  # (3,): loss, recon, kl
+    w_kl = cfg.w_kl if beta is None else cfg.w_kl * beta
+    mean_recon = (recon * w).sum() / n
+    kl_per_dim = (kl_dims * w[:, None]).sum(dim=0) / n  # (L,) batch-mean KL of each latent dimension
+    kl_term = kl_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl_per_dim.sum()
+    loss = cfg.w_recon * mean_recon + w_kl * kl_term
+    return torch.stack([loss, mean_recon, kl_per_dim.sum()])  # (3,): loss, recon, kl

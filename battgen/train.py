@@ -28,7 +28,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from battgen.io import atomic_path, progress_enabled
-from battgen.model import CVAE, CVAEConfig
+from battgen.model import CVAE, CVAEConfig, loss_terms
 
 __all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "feature_scaler_for", "fit_generator", "fit_generators"]
 
@@ -123,28 +123,38 @@ class FittedCVAE:
     def config(self) -> CVAEConfig:
         return self.model.config
 
-    def _cond(self, conditions: np.ndarray) -> torch.Tensor:
+    def scaled_features(self, features: np.ndarray) -> torch.Tensor:
+        """Features in volts as the network sees them (scaled), (n, 21) float32."""
+        return torch.as_tensor(self.feature_scaler.transform(np.atleast_2d(features)), dtype=torch.float32)
+
+    def scaled_conditions(self, conditions: np.ndarray) -> torch.Tensor:
+        """``[SOC fraction, SOH]`` as the network sees them (scaled), (n, 2) float32."""
         return torch.as_tensor(self.condition_scaler.transform(np.atleast_2d(conditions)), dtype=torch.float32)
+
+    @torch.no_grad()
+    def hidden(self, features: np.ndarray, conditions: np.ndarray) -> dict[str, torch.Tensor]:
+        """:meth:`battgen.model.CVAE.hidden` for rows in physical units."""
+        return self.model.hidden(self.scaled_features(features), self.scaled_conditions(conditions))
 
     @torch.no_grad()
     def encode(self, features: np.ndarray, conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log-variance of the latent code for rows in physical units."""
-        x = torch.as_tensor(self.feature_scaler.transform(np.atleast_2d(features)), dtype=torch.float32)
-        mu, logvar, _ = self.model.encode(x, self._cond(conditions))  # (n, L), (n, L)
+        x = self.scaled_features(features)
+        mu, logvar, _ = self.model.encode(x, self.scaled_conditions(conditions))  # (n, L), (n, L)
         return mu.numpy().astype(float), logvar.numpy().astype(float)
 
     @torch.no_grad()
     def decode(self, z: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Features in volts decoded from latent codes ``z`` at ``conditions`` ([SOC, SOH])."""
-        out = self.model.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32), self._cond(conditions))
+        out = self.model.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32), self.scaled_conditions(conditions))
         return self.feature_scaler.inverse_transform(out.numpy().astype(float))
 
     @torch.no_grad()
     def attention(self, features: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
         """Encoder and decoder attention maps, (n, 64, 64) each, for rows in physical units."""
-        x = torch.as_tensor(self.feature_scaler.transform(np.atleast_2d(features)), dtype=torch.float32)
-        mu, _, enc = self.model.encode(x, self._cond(conditions), return_attention=True)
-        _, dec = self.model.decode(mu, self._cond(conditions), return_attention=True)
+        x = self.scaled_features(features)
+        mu, _, enc = self.model.encode(x, self.scaled_conditions(conditions), return_attention=True)
+        _, dec = self.model.decode(mu, self.scaled_conditions(conditions), return_attention=True)
         return {"encoder": enc.numpy(), "decoder": dec.numpy()}
 
     # ------------------------------------------------------------------ persistence
@@ -208,20 +218,7 @@ class _LossTerms(torch.nn.Module):
         mu, logvar, _ = self.m.encode(x, c)  # (B, L), (B, L)
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, L)
         x_hat = self.m.decode(z, c)  # (B, F)
-        cfg = self.m.config
-        recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=1)  # (B,)
-        kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, L)
-        kl = kl_dims.sum(dim=1)  # (B,)
-        n = w.sum()
-        if self.free_bits <= 0 and beta is None:  # the paper's loss, bit for bit
-            terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, B)
-            return (terms * w).sum(dim=1) / n  # (3,): loss, recon, kl
-        w_kl = cfg.w_kl if beta is None else cfg.w_kl * beta
-        mean_recon = (recon * w).sum() / n
-        kl_per_dim = (kl_dims * w[:, None]).sum(dim=0) / n  # (L,) batch-mean KL of each latent dimension
-        kl_term = kl_per_dim.clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl_per_dim.sum()
-        loss = cfg.w_recon * mean_recon + w_kl * kl_term
-        return torch.stack([loss, mean_recon, kl_per_dim.sum()])  # (3,): loss, recon, kl
+        return loss_terms(self.m.config, x, x_hat, mu, logvar, w, self.free_bits, beta)  # (3,): loss, recon, kl
 
 
 def _validate_job(i: int, job: FitJob, cfg: CVAEConfig) -> None:

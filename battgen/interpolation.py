@@ -1,20 +1,11 @@
-"""Baselines for SOH estimation at unseen SOC levels: what the CVAE has to beat.
+"""Per-battery linear interpolation of the pulse features in SOC.
 
-All of them are scored on exactly the test rows the CVAE is scored on, with the paper's forest
-(:func:`battgen.soh.make_forest`) wherever a forest is involved:
-
-- :func:`constant_predictions` (``baseline_constant``): the training batteries' mean SOH for every
-  test row. No model at all; a method that does not beat it has learnt nothing from the pulses.
-- :func:`interpolate_features` (``baseline_interpolation``): per battery, each of U1..U21 linearly
-  interpolated in SOC between the two measured levels around the target level (outside the
-  measured range: linearly extrapolated from the two nearest measured levels). One row per
-  training battery and target level, labelled with that battery's SOH; a forest per target level
-  is trained on them, exactly as Phase 2 trains on generated rows. It uses the same information
-  as the CVAE (the training batteries' pulses at the measured levels and their SOH).
-- :func:`soc_input_forest` (``baseline_soc_input``): one forest on the measured rows with SOC as a
-  22nd input, evaluated at the test rows' SOC.
-
-Phase 1 (forest on the measured rows, SOC ignored) stays in :mod:`battgen.experiments`.
+Between two measured SOC levels of one battery, each of U1..U21 is taken on the straight line
+between its two measured values; outside the measured range, on the line through the two nearest
+levels (linear extrapolation). It uses exactly the information the paper's CVAE uses (the
+training batteries' pulses at the measured levels), needs no training, and is the strongest
+simple generator on PulseBat (chapter 06). :func:`loo_interpolation_residuals` gives what a
+straight line misses: the target of the residual generator.
 """
 
 from __future__ import annotations
@@ -25,30 +16,8 @@ import numpy as np
 import pandas as pd
 
 from battgen.data import FEATURES
-from battgen.soh import make_forest
 
-__all__ = [
-    "BASELINES",
-    "constant_predictions",
-    "interpolate_features",
-    "interpolation_weights",
-    "baseline_predictions",
-    "interpolation_forest",
-    "soc_input_forest",
-    "loo_interpolation_residuals",
-]
-
-BASELINES: dict[str, str] = {
-    "baseline_constant": "the training batteries' mean SOH, whatever the pulse",
-    "baseline_interpolation": "forest on U1..U21 linearly interpolated (or extrapolated) in SOC per battery",
-    "baseline_soc_input": "forest on the measured rows with SOC as a 22nd input",
-}
-
-
-def constant_predictions(train_soh: np.ndarray, n: int) -> np.ndarray:
-    """``n`` copies of the mean of ``train_soh`` (one value per training battery, or per row:
-    every battery has the same number of rows in a PulseBat case, so both means agree)."""
-    return np.full(int(n), float(np.mean(np.asarray(train_soh, dtype=float))))
+__all__ = ["interpolation_weights", "interpolate_features", "loo_interpolation_residuals"]
 
 
 def interpolation_weights(levels: Sequence[float], target: float) -> tuple[int, int, float]:
@@ -154,43 +123,3 @@ def loo_interpolation_residuals(
     out = measured.iloc[np.concatenate(take)].reset_index(drop=True)
     out[features] = np.vstack(res)
     return out
-
-
-def interpolation_forest(measured: pd.DataFrame, level: float, random_state: int, *, group: str = "battery_id"):
-    """The paper's forest fitted on :func:`interpolate_features` rows at one SOC ``level`` (fraction)."""
-    rows = interpolate_features(measured, [level], group=group)
-    return make_forest(random_state).fit(rows[FEATURES].to_numpy(float), rows["soh"].to_numpy(float)), len(rows)
-
-
-def soc_input_forest(measured: pd.DataFrame, random_state: int):
-    """The paper's forest on the measured rows with SOC (fraction) as a 22nd input.
-
-    Predict with ``forest.predict(test[FEATURES + ["soc"]])``.
-    """
-    X = measured[FEATURES + ["soc"]].to_numpy(float)
-    return make_forest(random_state).fit(X, measured["soh"].to_numpy(float))
-
-
-def baseline_predictions(
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    level: float,
-    random_state: int,
-    *,
-    soc_forest=None,
-    group: str = "battery_id",
-) -> dict[str, tuple[np.ndarray, int]]:
-    """Predictions of the three baselines for the ``test`` rows at one SOC ``level`` (fraction).
-
-    ``train`` are the measured rows the methods may see (the training SOC levels). Returns
-    ``{method: (predictions, n_training_rows)}`` for the methods of :data:`BASELINES`;
-    ``soc_forest`` (from :func:`soc_input_forest`) can be passed to fit it once per case.
-    """
-    n = len(test)
-    interp, n_interp = interpolation_forest(train, level, random_state, group=group)
-    soc_forest = soc_forest if soc_forest is not None else soc_input_forest(train, random_state)
-    return {
-        "baseline_constant": (constant_predictions(train["soh"].to_numpy(float), n), len(train)),
-        "baseline_interpolation": (interp.predict(test[FEATURES].to_numpy(float)), n_interp),
-        "baseline_soc_input": (soc_forest.predict(test[FEATURES + ["soc"]].to_numpy(float)), len(train)),
-    }

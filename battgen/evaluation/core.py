@@ -1,0 +1,130 @@
+"""The one evaluation loop: fit the generators of many splits, generate, train forests, score.
+
+Two ways to score a split, both with the paper's forest (:func:`battgen.soh.make_forest`) seeded
+by the split's ``"forest"`` stream:
+
+- **SOC known** (:func:`score_known_soc`; the paper's Phase 2 and the leak-free benchmark): at
+  each of the split's levels, a forest trained on the rows generated *at that level*, scored on
+  the test rows at that level. Predictors that generate nothing are scored on the same rows:
+  ``baseline_constant`` (the training rows' mean SOH), ``phase1`` (one forest on the measured
+  rows, SOC ignored) and ``baseline_soc_input`` (one forest with SOC as a 22nd input).
+- **SOC unknown** (:func:`training_set`; :class:`battgen.estimator.SOHEstimator`): one forest on
+  the measured rows plus the rows generated at every level; a pulse is scored without its SOC.
+
+:func:`evaluate_known_soc` runs the first for many splits at once, training all their
+generators as stacks; :func:`run_generators` is the part both ways share.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from battgen.data import FEATURES
+from battgen.evaluation.generators import FITS, GENERATORS, GeneratorSettings, Rows, applies, fit_models, generate, generator
+from battgen.evaluation.split import Split
+from battgen.protocol import soc_percent
+from battgen.soh import make_forest, mape
+from battgen.train import FittedCVAE
+
+__all__ = [
+    "PREDICTORS",
+    "RESULT_COLUMNS",
+    "constant_predictions",
+    "run_generators",
+    "training_set",
+    "score_known_soc",
+    "evaluate_known_soc",
+]
+
+PREDICTORS: dict[str, str] = {
+    "baseline_constant": "the training batteries' mean SOH, whatever the pulse",
+    "phase1": "one forest on the measured rows at the training SOC levels (SOC ignored)",
+    "baseline_soc_input": "one forest on the measured rows with SOC as a 22nd input",
+}
+"""Methods scored beside the generators that generate nothing."""
+
+RESULT_COLUMNS = ["battery", "pulse_width_s", "case", "kind", "seed", "fold", "test_soc", "method", "mape", "ape_std",
+                  "n_train", "n_test"]
+"""Columns of :func:`evaluate_known_soc` (the paper's protocol leaves ``fold`` out)."""
+
+
+def constant_predictions(train_soh: np.ndarray, n: int) -> np.ndarray:
+    """``n`` copies of the mean of ``train_soh`` (every PulseBat battery has the same number of
+    rows in a split, so the mean over rows is the mean over batteries)."""
+    return np.full(int(n), float(np.mean(np.asarray(train_soh, dtype=float))))
+
+
+def run_generators(splits: Sequence[Split], names: Sequence[Sequence[str]], settings: GeneratorSettings | None = None,
+                   progress: bool | None = None) -> tuple[list[dict[str, Rows]], list[dict[str, FittedCVAE]]]:
+    """Generate, for split ``i``, the rows of every generator in ``names[i]``.
+
+    The models the generators need are trained first, all splits at once: per fit (in the order
+    of :data:`battgen.evaluation.generators.FITS`), per split. Returns the generated rows and the
+    fitted models, per split (``{generator name: Rows}``, ``{fit name: FittedCVAE}``).
+    """
+    requests = [(i, fit) for fit in FITS for i, split_names in enumerate(names)
+                if any(GENERATORS[n].fit == fit for n in split_names)]
+    fitted = fit_models([(splits[i], fit) for i, fit in requests], settings, progress)
+    models: list[dict[str, FittedCVAE]] = [{} for _ in splits]
+    for (i, fit), model in zip(requests, fitted):
+        models[i][fit] = model
+    rows = [{n: generate(split, n, models[i].get(GENERATORS[n].fit)) for n in split_names}
+            for i, (split, split_names) in enumerate(zip(splits, names))]
+    return rows, models
+
+
+def training_set(split: Split, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """SOC unknown: the measured rows plus the generated ones, ``(X (n, 21), soh (n,))``."""
+    return (np.vstack([split.train[FEATURES].to_numpy(float), rows.X]),
+            np.concatenate([split.train["soh"].to_numpy(float), rows.soh]))
+
+
+def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequence[str] = tuple(PREDICTORS)) -> list[dict[str, Any]]:
+    """SOC known: per level of the split, every predictor and every generator's forest (see the module docstring)."""
+    unknown = set(predictors) - set(PREDICTORS)
+    if unknown:
+        raise ValueError(f"unknown predictor(s) {sorted(unknown)}; expected some of {list(PREDICTORS)}")
+    rs = split.seed("forest")
+    X_train, y_train = split.train[FEATURES].to_numpy(float), split.train["soh"].to_numpy(float)
+    phase1 = make_forest(rs).fit(X_train, y_train) if "phase1" in predictors else None
+    soc_forest = (make_forest(rs).fit(split.train[FEATURES + ["soc"]].to_numpy(float), y_train)
+                  if "baseline_soc_input" in predictors else None)
+    test_socs = soc_percent(split.test)
+    rows = []
+    for level in split.levels:
+        test = split.test[test_socs == level]
+        X_test, y_test = test[FEATURES].to_numpy(float), test["soh"].to_numpy(float)
+        preds: dict[str, tuple[np.ndarray, int]] = {}
+        if "baseline_constant" in predictors:
+            preds["baseline_constant"] = (constant_predictions(y_train, len(test)), len(X_train))
+        if phase1 is not None:
+            preds["phase1"] = (phase1.predict(X_test), len(X_train))
+        if soc_forest is not None:
+            preds["baseline_soc_input"] = (soc_forest.predict(test[FEATURES + ["soc"]].to_numpy(float)), len(X_train))
+        for name, generated_rows in generated.items():
+            at = generated_rows.at(level)
+            forest = make_forest(rs).fit(at.X, at.soh)  # labels: the SOH each row was generated for
+            preds[GENERATORS[name].label] = (forest.predict(X_test), len(at.soh))
+        for method, (pred, n_train) in preds.items():
+            m, sd = mape(y_test, pred)
+            rows.append({**split.labels, "test_soc": level, "method": method, "mape": m, "ape_std": sd,
+                         "n_train": n_train, "n_test": len(test)})
+    return rows
+
+
+def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predictors: Sequence[str] = tuple(PREDICTORS),
+                       settings: GeneratorSettings | None = None, progress: bool | None = None,
+                       ) -> tuple[pd.DataFrame, list[dict[str, FittedCVAE]]]:
+    """Score ``predictors`` and ``generators`` (those that apply to each split) on every split.
+
+    Returns the tidy table (:data:`RESULT_COLUMNS`) and the fitted models per split.
+    """
+    if "none" in generators:
+        raise ValueError("'none' generates nothing; with SOC known its forest is the predictor 'phase1'")
+    names = [[n for n in generators if applies(generator(n), s)] for s in splits]
+    generated, models = run_generators(splits, names, settings, progress)
+    rows = [r for split, gen in zip(splits, generated) for r in score_known_soc(split, gen, predictors)]
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS), models
