@@ -14,7 +14,7 @@ imported only where they are used.
 """
 
 from battgen.book.chapter import ChapterContext, setup_chapter
-from battgen.book.glue import put, put_many
+from battgen.book.glue import glue_key, put, put_many, source_block
 from battgen.book.profiles import PROFILES, Profile, profile
 from battgen.book.runner import Chapter, chapters, data_fingerprint, find_root, fingerprint, run_notebooks
 from battgen.book.sphinx import setup
@@ -29,6 +29,7 @@ __all__ = [
     "data_fingerprint",
     "find_root",
     "fingerprint",
+    "glue_key",
     "package_fingerprint",
     "profile",
     "put",
@@ -36,4 +37,5 @@ __all__ = [
     "run_notebooks",
     "setup",
     "setup_chapter",
+    "source_block",
 ]

@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["glue_value", "put", "put_many"]
+__all__ = ["glue_key", "glue_value", "put", "put_many", "source_block"]
+
+
+def glue_key(battery: str) -> str:
+    """A battery type as a glue-name fragment: ``"NMC2.1" -> "nmc2_1"``, ``"LMO10" -> "lmo10"``."""
+    from battgen.data import battery_type
+
+    return battery_type(battery).key.lower().replace(".", "_")
 
 
 def glue_value(value: Any) -> str | int | float:
@@ -32,3 +39,24 @@ def put_many(values: Mapping[str, Any], prefix: str = "") -> None:
     """:func:`put` every item of ``values``, each name preceded by ``prefix``."""
     for name, value in values.items():
         put(prefix + name, value)
+
+
+def source_block(obj: Any, *, dedent: bool = True) -> str:
+    """The real source of ``obj`` (via :func:`inspect.getsource`) as a fenced Markdown code block.
+
+    What a chapter shows of battgen is read from the running code, so it cannot drift from it.
+    """
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    src = inspect.getsource(obj)
+    src = textwrap.dedent(src) if dedent else src
+    module = getattr(obj, "__module__", "")
+    name = getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
+    try:
+        line = inspect.getsourcelines(obj)[1]
+        where = f"# {module}.{name}, line {line} of {Path(inspect.getsourcefile(obj)).name}\n"
+    except (OSError, TypeError):
+        where = f"# {module}.{name}\n"
+    return f"```python\n{where}{src.rstrip()}\n```"

@@ -32,6 +32,7 @@ from battgen.train import FittedCVAE, TrainConfig
 
 __all__ = [
     "METHODS",
+    "PAPER_METHODS",
     "PAPER_GENERATORS",
     "RESULT_COLUMNS",
     "PAPER_PHASE2",
@@ -44,6 +45,7 @@ __all__ = [
     "summarize",
     "kind_means",
     "phase2_rule",
+    "with_phase2",
     "claim_cells",
     "write_results",
     "generation_errors",
@@ -59,6 +61,8 @@ METHODS: dict[str, str] = {
     "phase1": "forest on measured rows at the training SOC levels",
     **{GENERATORS[g].label: GENERATORS[g].description for g in PAPER_GENERATORS},
 }
+PAPER_METHODS: tuple[str, ...] = tuple(METHODS)
+"""The methods of the paper and of the authors' code in :func:`run_grid` results."""
 RESULT_COLUMNS = ["battery", "pulse_width_s", "case", "kind", "seed", "test_soc", "method", "mape", "ape_std", "n_train", "n_test"]
 
 PAPER_PHASE2: dict[str, str] = {"interpolation": "phase2_sample", "extrapolation": "phase2_latent_scaling"}
@@ -157,6 +161,12 @@ def phase2_rule(results: pd.DataFrame, rule: Mapping[str, str] = PAPER_PHASE2, n
     """The Phase-2 rows of one rule (a method per case kind), relabelled ``name``."""
     keep = results["method"] == results["kind"].map(rule)
     return results[keep].assign(method=name)
+
+
+def with_phase2(results: pd.DataFrame, rule: Mapping[str, str] = PAPER_PHASE2, name: str = "phase2_paper") -> pd.DataFrame:
+    """``results`` plus the Phase-2 rows of ``rule`` relabelled ``name`` (by default the paper's Phase 2:
+    ``phase2_sample`` in interpolation cases, ``phase2_latent_scaling`` in extrapolation cases)."""
+    return pd.concat([results, phase2_rule(results, rule, name)], ignore_index=True)
 
 
 def claim_cells(results: pd.DataFrame, rule: Mapping[str, str] = PAPER_PHASE2, threshold: float = CLAIM_MAPE) -> pd.DataFrame:
