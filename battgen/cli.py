@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from battgen.protocol import ALL_SOC
+
 __all__ = ["main", "build_parser"]
 
 
@@ -30,7 +32,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from battgen.data import BATTERIES
-    from battgen.experiments import ExperimentConfig, run_grid, summarize, write_results
+    from battgen.evaluation.paper import ExperimentConfig, run_grid, summarize, write_results
     from battgen.train import TrainConfig
 
     batteries = list(BATTERIES) if args.battery == ["all"] else args.battery
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract-features", help="extract U1..Un from a folder of workstep-layer files")
     p.add_argument("workstep_dir")
-    p.add_argument("--soc", type=int, nargs="+", default=list(range(5, 55, 5)), help="SOC levels in %%")
+    p.add_argument("--soc", type=int, nargs="+", default=list(ALL_SOC), help="SOC levels in %%")
     p.add_argument("--pulse-width", type=float, default=5)
     p.add_argument("--out", required=True, help="CSV (or .json) to write")
     p.add_argument("--no-progress", action="store_true")

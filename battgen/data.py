@@ -89,25 +89,24 @@ def _file(key: str, source: tuple[str, str], upstream_path: str, digest: str) ->
 
 _WS = "LMO_C_10_B_2_SOC_5-55_Part_1-1_ID_PIP15827A00221240.xlsx"
 _WS_NMC = "NMC_C_21_B_6_SOC_5-90_Part_1-2_ID_02LCC02100101A87Y0052124.xlsx"
+_FEATURE_FILES = [  # (file stem, upstream folder of the 5 s file, sha256 of the 5 s file, sha256 of the 3 s file)
+    ("NMC_2.1Ah", "2.1Ah NMC", "60822626f9ecddb77470a9d4764c90031dcce8aa3ed9d271d486ee9a35da323c",
+     "91921152dc0c0212cf1347d87ad76c5881ae7cf72f9ec1a954986ec90e6787ba"),
+    ("LMO_10Ah", "10Ah LMO", "70820b404b712a3764781e6c6dab1999ea884b0f60028b34ffe11bae1c3db9ba",
+     "0e23afb2ea39ac87da19a7c10c39648e645d5a6ff8161c59fc2556dc87a52b19"),
+    ("NMC_21Ah", "21Ah NMC", "cc826a7c5901a15075cfcc38184153f83223b3438ed92fd9b17adce34b7af5ee",
+     "7700a56987e2148fbf7d6e87a940634735be8efa0c65d57213ec945dcafafe0c"),
+    ("LFP_35Ah", "35Ah LFP", "3acc96033ba5474171ff8ddd0eef159e37e10034473e33814fd8aa398e4d7538",
+     "87ac5028615481e06442b9bb87f5a87189171c7411624796ed79a31d4a25187d"),
+]
 REGISTRY: dict[str, DataFile] = {
     f.key: f
     for f in [
-        _file("features_5s/NMC_2.1Ah_W_5000.xlsx", _PULSEBAT, "ProcessedData_adjustable/2.1Ah NMC/NMC_2.1Ah_W_5000.xlsx",
-              "60822626f9ecddb77470a9d4764c90031dcce8aa3ed9d271d486ee9a35da323c"),
-        _file("features_5s/LMO_10Ah_W_5000.xlsx", _PULSEBAT, "ProcessedData_adjustable/10Ah LMO/LMO_10Ah_W_5000.xlsx",
-              "70820b404b712a3764781e6c6dab1999ea884b0f60028b34ffe11bae1c3db9ba"),
-        _file("features_5s/NMC_21Ah_W_5000.xlsx", _PULSEBAT, "ProcessedData_adjustable/21Ah NMC/NMC_21Ah_W_5000.xlsx",
-              "cc826a7c5901a15075cfcc38184153f83223b3438ed92fd9b17adce34b7af5ee"),
-        _file("features_5s/LFP_35Ah_W_5000.xlsx", _PULSEBAT, "ProcessedData_adjustable/35Ah LFP/LFP_35Ah_W_5000.xlsx",
-              "3acc96033ba5474171ff8ddd0eef159e37e10034473e33814fd8aa398e4d7538"),
-        _file("features_3s/NMC_2.1Ah_W_3000.xlsx", _PAPERCODE, "battery_data/NMC_2.1Ah_W_3000.xlsx",
-              "91921152dc0c0212cf1347d87ad76c5881ae7cf72f9ec1a954986ec90e6787ba"),
-        _file("features_3s/LMO_10Ah_W_3000.xlsx", _PAPERCODE, "battery_data/LMO_10Ah_W_3000.xlsx",
-              "0e23afb2ea39ac87da19a7c10c39648e645d5a6ff8161c59fc2556dc87a52b19"),
-        _file("features_3s/NMC_21Ah_W_3000.xlsx", _PAPERCODE, "battery_data/NMC_21Ah_W_3000.xlsx",
-              "7700a56987e2148fbf7d6e87a940634735be8efa0c65d57213ec945dcafafe0c"),
-        _file("features_3s/LFP_35Ah_W_3000.xlsx", _PAPERCODE, "battery_data/LFP_35Ah_W_3000.xlsx",
-              "87ac5028615481e06442b9bb87f5a87189171c7411624796ed79a31d4a25187d"),
+        # the paper's 5 s features (PulseBat) and the 3 s features the authors' code reads
+        *(_file(f"features_5s/{stem}_W_5000.xlsx", _PULSEBAT, f"ProcessedData_adjustable/{folder}/{stem}_W_5000.xlsx", sha5)
+          for stem, folder, sha5, _ in _FEATURE_FILES),
+        *(_file(f"features_3s/{stem}_W_3000.xlsx", _PAPERCODE, f"battery_data/{stem}_W_3000.xlsx", sha3)
+          for stem, _, _, sha3 in _FEATURE_FILES),
         _file(f"workstep/{_WS_NMC}", _PULSEBAT,
               f"ProcessingData Example/step_1_extract workstep sheet/21Ah NMC/{_WS_NMC}",
               "ef8e1354a6e28107473c27476996d28dfdeb38c3485c664cf776118c194a1659"),

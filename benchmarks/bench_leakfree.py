@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from battgen.benchmark import LeakFreeConfig, run_leakfree, summarize_leakfree
+from battgen.evaluation.leakfree import LeakFreeConfig, run_leakfree
+from battgen.evaluation.stats import summarize_leakfree
 from battgen.io import write_table
 from battgen.train import TrainConfig
 

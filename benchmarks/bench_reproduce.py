@@ -23,14 +23,13 @@ import time
 
 
 def one_fit(data_dir: str | None) -> float:
-    import numpy as np
-
     from battgen.data import load_pulsebat
-    from battgen.experiments import make_fit_job
+    from battgen.evaluation.generators import FITS, GeneratorSettings
+    from battgen.evaluation.split import paper_split
     from battgen.train import fit_generators
 
     df = load_pulsebat("LMO10", data_dir=data_dir)
-    job = make_fit_job(df, case=0, seed=0)
+    job = FITS["paper"].job(paper_split(df, case=0, seed=0), GeneratorSettings().feature_bounds)
     t0 = time.perf_counter()
     fit_generators([job], progress=False)
     return time.perf_counter() - t0, len(job.features)

@@ -42,58 +42,47 @@ progress = False
 # %% [markdown]
 # ## Setup
 #
-# `battgen.analysis.run_grids` trains every generator of the chapter (two pulse widths x four
-# battery types x eight cases x the seeds) in one stacked `fit_generators` call, then runs
-# `battgen.experiments.evaluate_case` on each. A fit does not depend on the others in its stack,
-# so the numbers equal those of `battgen.experiments.run_grid` per pulse width. The epochs come
-# from `battgen.analysis.train_config(profile)`: the paper's 50 for `full`, a few for `smoke`,
-# whose numbers only check that the chapter runs. The tidy results and their summaries are
-# written with `battgen.experiments.write_results` under `results_dir`.
+# `battgen.evaluation.paper.run_grid_with_models` trains every generator of the chapter (two
+# pulse widths x four battery types x eight cases x the seeds) in one stacked fit, then scores
+# each split with the evaluation core (`battgen.evaluation.core.evaluate_known_soc`); a fit does
+# not depend on the others in its stack. The epochs come from the book profile
+# (`battgen.book.profiles`): the paper's 50 for `full`, a few for `smoke`, whose numbers only
+# check that the chapter runs. The authors' released-code numbers ship with the repository
+# (`data/reference/`, with how they were produced).
 
 # %%
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
-from myst_nb import glue
 
-from battgen import analysis, plotting
+from battgen import plotting
+from battgen.book import glue_key, glued, put, setup_chapter
 from battgen.data import BATTERIES
-from battgen.experiments import ALL_SOC, CASES, METHODS, case_kind, write_results
+from battgen.diagnostics import between_battery_spread_mv, paired_difference_mv
+from battgen.evaluation import paper
 from battgen.io import write_json, write_table
+from battgen.protocol import ALL_SOC, CASES, case_kind
 
-plotting.use_style()
-out_dir = Path(results_dir) / "04_unseen_soc_experiments"
-train = analysis.train_config(profile)
-run = analysis.run_grids((5, 3), seeds, train=train, data_dir=data_dir, progress=progress)
-results = run.results[run.results.method.isin(analysis.PAPER_METHODS)]  # the paper's methods only
+ctx = setup_chapter("04_unseen_soc_experiments", profile=profile, data_dir=data_dir, results_dir=results_dir, seeds=seeds)
+out_dir, train = ctx.out_dir, ctx.profile.train_config()
+frames = {(pw, b): df for pw in (5, 3) for b, df in ctx.frames(pw).items()}
+run = paper.run_grid_with_models(paper.ExperimentConfig(pulse_width_s=(5, 3), seeds=seeds, train=train,
+                                                        progress=progress), frames)
+results = run.results
 res5 = results[results.pulse_width_s == 5].drop(columns="pulse_width_s")
 res3 = results[results.pulse_width_s == 3].drop(columns="pulse_width_s")
-written = {pw: write_results(res, out_dir / f"pulse_width_{pw}s") for pw, res in ((5, res5), (3, res3))}
-reference = analysis.load_reference(analysis.reference_path(data_dir if data_dir is not None else os.environ.get("BATTGEN_DATA_DIR")))
+written = {pw: paper.write_results(res, out_dir / f"pulse_width_{pw}s") for pw, res in ((5, res5), (3, res3))}
+reference = paper.load_reference()
 KIND_LABEL = {"interpolation": "interpolation (cases 0-3)", "extrapolation": "extrapolation (cases 4-7)"}
 METHOD_LABEL = {"phase1": "Phase 1 (measured levels)", "phase2": "Phase 2 (paper)",
                 "phase2_sample": "Phase 2: sample z ~ N(0, I)", "phase2_latent_scaling": "Phase 2: latent scaling (paper)",
                 "phase2_authors_shift": "Phase 2: authors' voltage shift"}
-
-
-headline = {}  # every glued value, also written to headline.json
-
-
-def put(name, value):
-    """Glue a number (as a plain float) or a text for the prose."""
-    headline[name] = value if isinstance(value, str) else float(value)
-    glue(name, headline[name], display=False)
-
-
 put("epochs", train.epochs)
 put("n_seeds", len(seeds))
-print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.fitted)} generators; "
+print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.models)} generators; "
       f"{len(res5)} result rows at 5 s, {len(res3)} at 3 s")
 
 # %% [markdown]
@@ -123,7 +112,7 @@ ax.legend(handles=[Patch(color="#1F4E79", label="measured: training data"), Patc
 # %% [markdown]
 # ## The protocol
 #
-# For one battery type, one case and one seed (`battgen.experiments.evaluate_case`):
+# For one battery type, one case and one seed (`battgen.evaluation.core.score_known_soc` on a `battgen.evaluation.split.paper_split`):
 #
 # - **Phase 1.** A forest (the paper's: 20 trees, depth 64, no bootstrap) is trained on all
 #   measured rows at the training levels, SOC ignored, and tested on the measured rows at each
@@ -151,7 +140,7 @@ ax.legend(handles=[Patch(color="#1F4E79", label="measured: training data"), Patc
 # "Phase 2 (paper)" below means sampling for cases 0-3 and latent scaling for cases 4-7.
 
 # %%
-pd.DataFrame({"method": list(METHODS), "description": list(METHODS.values())})
+pd.DataFrame({"method": list(paper.METHODS), "description": list(paper.METHODS.values())})
 
 # %% [markdown]
 # ## Generation error per feature and SOC
@@ -163,10 +152,10 @@ pd.DataFrame({"method": list(METHODS), "description": list(METHODS.values())})
 # paper's Phase 2 (the paper's Fig. 3d), at 5 s. Each panel has its own colour scale.
 
 # %%
-gen_err = analysis.generation_errors(run)
-gen_err = gen_err[gen_err.method.isin(analysis.PAPER_METHODS)]
+gen_err = paper.generation_errors(run)
+gen_err = gen_err[gen_err.method.isin(paper.PAPER_METHODS)]
 write_table(gen_err, out_dir / "generation_errors.csv")
-paper_gen = analysis.phase2_rule(gen_err[gen_err.pulse_width_s == 5])
+paper_gen = paper.phase2_rule(gen_err[gen_err.pulse_width_s == 5])
 fig, axes = plt.subplots(2, 4, figsize=(14.0, 9.0))
 for r, kind in enumerate(("interpolation", "extrapolation")):
     for ax, b in zip(axes[r], BATTERIES):
@@ -189,7 +178,7 @@ put("gen_mape_extrap", paper_gen_mean["extrapolation"])
 paper_gen_mv = paper_gen.groupby("kind")["mae_mv"].mean()
 put("gen_mae_mv_interp", paper_gen_mv["interpolation"])
 put("gen_mae_mv_extrap", paper_gen_mv["extrapolation"])
-put("between_battery_mv", analysis.between_battery_spread_mv(run.frames[(5, b)] for b in BATTERIES))
+put("between_battery_mv", between_battery_spread_mv(frames[(5, b)] for b in BATTERIES))
 worst_gen = paper_gen.groupby(["battery", "kind", "test_soc"])["mape"].mean().idxmax()
 put("gen_worst", f"{plotting.label(worst_gen[0])} at {worst_gen[2]} % SOC ({worst_gen[1]})")
 print("mean generation MAPE (%) over features, unseen levels, cases and seeds, 5 s:")
@@ -213,14 +202,14 @@ print(gen_means.round(2).to_string())
 # dotted line is the paper's 6 %.
 
 # %%
-paper5 = pd.concat([res5[res5.method == "phase1"], analysis.phase2_rule(res5)], ignore_index=True)
+paper5 = pd.concat([res5[res5.method == "phase1"], paper.phase2_rule(res5)], ignore_index=True)
 paper5["method"] = paper5["method"].map(METHOD_LABEL)
 grid = sns.relplot(data=paper5, x="test_soc", y="mape", hue="method", row="battery", col="case",
                    row_order=list(BATTERIES), col_order=list(CASES), kind="line", marker="o", markersize=3,
                    errorbar=("pi", 100), height=1.7, aspect=0.95, facet_kws={"sharey": "row", "margin_titles": True},
                    palette={METHOD_LABEL["phase1"]: "0.45", METHOD_LABEL["phase2"]: "#D55E00"})
 for (b, case), ax in grid.axes_dict.items():
-    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=0.8)
+    ax.axhline(paper.CLAIM_MAPE, color="0.3", ls=":", lw=0.8)
     ax.set_xlim(2, 53)
     ax.set_xticks([10, 30, 50])
 grid.set_titles(row_template="{row_name}", col_template="case {col_name}")
@@ -235,7 +224,7 @@ sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=N
 # over seeds (standard deviation) in brackets.
 
 # %%
-cells5 = analysis.case_means(pd.concat([res5[res5.method == "phase1"], analysis.phase2_rule(res5)], ignore_index=True))
+cells5 = paper.summarize(pd.concat([res5[res5.method == "phase1"], paper.phase2_rule(res5)], ignore_index=True))
 write_table(cells5, out_dir / "pulse_width_5s" / "phase1_vs_phase2_cells.csv")
 cells5["text"] = [f"{m:.2f} ({s:.2f})" for m, s in zip(cells5["mape"], cells5["mape_seed_std"])]
 table = cells5.pivot(index=["battery", "method"], columns="case", values="text").reindex(
@@ -245,12 +234,12 @@ table.columns = [f"case {c}" for c in table.columns]
 table
 
 # %% tags=["nbval-check-output"]
-kinds5 = analysis.kind_means(pd.concat([res5[res5.method == "phase1"], analysis.phase2_rule(res5),
-                                        analysis.phase2_rule(res5, analysis.AUTHORS_PHASE2, "phase2_authors")]))
+kinds5 = paper.kind_means(pd.concat([res5[res5.method == "phase1"], paper.phase2_rule(res5),
+                                        paper.phase2_rule(res5, paper.AUTHORS_PHASE2, "phase2_authors")]))
 write_table(kinds5, out_dir / "pulse_width_5s" / "kind_means.csv")
 TAG = {"phase1": "p1", "phase2": "p2", "phase2_authors": "p2authors"}
 for _, r in kinds5.iterrows():  # e.g. p2_interp_nmc2_1: paper's Phase 2, interpolation cases, NMC 2.1 Ah, 5 s
-    put(f"{TAG[r['method']]}_{r['kind'][:6]}_{analysis.glue_key(r['battery'])}", r["mape"])
+    put(f"{TAG[r['method']]}_{r['kind'][:6]}_{glue_key(r['battery'])}", r["mape"])
 wide5 = cells5.pivot_table(index=["battery", "case", "kind"], columns="method", values="mape").reset_index()
 wide5 = wide5.sort_values("battery", key=lambda b: b.map(list(BATTERIES).index), kind="stable").reset_index(drop=True)
 better = wide5["phase2"] < wide5["phase1"]
@@ -285,7 +274,7 @@ print(summary5.round(2).to_string())
 # unseen levels of the case; error bars: min to max over seeds), with Phase 1 as a black tick.
 
 # %%
-ext = analysis.case_means(res5[res5.kind == "extrapolation"])
+ext = paper.summarize(res5[res5.kind == "extrapolation"])
 variants = ["phase2_sample", "phase2_latent_scaling", "phase2_authors_shift"]
 colors = dict(zip(variants, ["#56B4E9", "#D55E00", "#009E73"]))
 fig, axes = plt.subplots(1, 4, figsize=(14.0, 3.8))
@@ -300,7 +289,7 @@ for ax, b in zip(axes, BATTERIES):
                     fmt="none", ecolor="0.2", lw=0.8, capsize=2)
     p1 = ext[(ext.battery == b) & (ext.method == "phase1")].set_index("case").loc[ext_cases]
     ax.plot(np.arange(len(ext_cases)), p1["mape"], "k_", ms=14, mew=1.5, label=METHOD_LABEL["phase1"])
-    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=1)
+    ax.axhline(paper.CLAIM_MAPE, color="0.3", ls=":", lw=1)
     ax.set(title=plotting.label(b), xticks=np.arange(len(ext_cases)), xticklabels=[f"case {c}" for c in ext_cases],
            ylabel="MAPE (%)" if b == "NMC2.1" else "")
 axes[0].legend(fontsize=7, loc="upper left");
@@ -342,12 +331,12 @@ print(f"latent scaling vs sampling: mean |difference| {diff.mean():.2f} points o
 # comparison.
 
 # %%
-compare3 = analysis.compare_with_reference(res3, reference).assign(pulse_width="3 s")
-compare5 = analysis.compare_with_reference(res5, reference).assign(pulse_width="5 s")
+compare3 = paper.compare_with_reference(res3, reference).assign(pulse_width="3 s")
+compare5 = paper.compare_with_reference(res5, reference).assign(pulse_width="5 s")
 compare = pd.concat([compare3, compare5], ignore_index=True)
 write_table(compare, out_dir / "comparison_with_authors_code.csv")
 for _, r in compare3.iterrows():
-    key, k = analysis.glue_key(r["battery"]), r["kind"][:6]
+    key, k = glue_key(r["battery"]), r["kind"][:6]
     put(f"ref_p1_{k}_{key}", r["ref_phase1"])
     put(f"ref_p2_{k}_{key}", r["ref_phase2"])
     put(f"p1_{k}_{key}_3s", r["phase1"])
@@ -374,7 +363,7 @@ long["battery"] = long["battery"].map(plotting.label)
 g = sns.catplot(data=long, x="battery", y="mape", hue="series", col="kind", kind="bar", height=3.6, aspect=1.5,
                 palette=["0.55", "0.8", "#D55E00", "#F0B890"], hue_order=list(names.values()))
 for ax in g.axes.flat:
-    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=1)
+    ax.axhline(paper.CLAIM_MAPE, color="0.3", ls=":", lw=1)
 g.set_titles(col_template="3 s, {col_name}")
 g.set_axis_labels("", "mean MAPE (%)")
 g.legend.set_title(None);
@@ -388,11 +377,11 @@ put("p2_ours_lower", (p2_gap < 0).sum())
 put("p2_gap_absmax", p2_gap.abs().max())
 ext3 = compare3[compare3.kind == "extrapolation"]
 put("paper_worse_extrap", (ext3["phase2_paper"] > ext3["ref_phase2"]).sum())
-put("seed_std_max", analysis.case_means(res3)["mape_seed_std"].max())
+put("seed_std_max", paper.summarize(res3)["mape_seed_std"].max())
 for b in BATTERIES:
-    pw_diff = analysis.paired_difference_mv(run.frames[(3, b)], run.frames[(5, b)])
-    put(f"pw_diff_{analysis.glue_key(b)}", pw_diff["mean_mv"])
-    put(f"pw_diff_{analysis.glue_key(b)}_max", pw_diff["max_mv"])
+    pw_diff = paired_difference_mv(frames[(3, b)], frames[(5, b)])
+    put(f"pw_diff_{glue_key(b)}", pw_diff["mean_mv"])
+    put(f"pw_diff_{glue_key(b)}_max", pw_diff["max_mv"])
 print(f"Phase 1, battgen vs authors' code (3 s): largest |difference| {p1_gap.max():.1f} points")
 print(f"Phase 2 (authors' method), battgen minus authors' code: mean {p2_gap.mean():+.1f} points; "
       f"battgen lower in {(p2_gap < 0).sum()} of {len(p2_gap)}")
@@ -426,13 +415,13 @@ print(f"Phase 2 (authors' method), battgen minus authors' code: mean {p2_gap.mea
 
 # %%
 claims = {
-    "5 s, paper's Phase 2": analysis.claim_cells(res5),
-    "5 s, authors' Phase 2": analysis.claim_cells(res5, analysis.AUTHORS_PHASE2),
-    "3 s, paper's Phase 2": analysis.claim_cells(res3),
-    "3 s, authors' Phase 2": analysis.claim_cells(res3, analysis.AUTHORS_PHASE2),
-    "3 s, authors' code": analysis.claim_cells(reference, {"interpolation": "phase2", "extrapolation": "phase2"}),
+    "5 s, paper's Phase 2": paper.claim_cells(res5),
+    "5 s, authors' Phase 2": paper.claim_cells(res5, paper.AUTHORS_PHASE2),
+    "3 s, paper's Phase 2": paper.claim_cells(res3),
+    "3 s, authors' Phase 2": paper.claim_cells(res3, paper.AUTHORS_PHASE2),
+    "3 s, authors' code": paper.claim_cells(reference, {"interpolation": "phase2", "extrapolation": "phase2"}),
 }
-p1_cells = analysis.case_means(res5[res5.method == "phase1"])
+p1_cells = paper.summarize(res5[res5.method == "phase1"])
 main = claims["5 s, paper's Phase 2"].merge(p1_cells[["battery", "case", "mape"]].rename(columns={"mape": "phase1"}),
                                              on=["battery", "case"])
 write_table(main, out_dir / "pulse_width_5s" / "claim_cells.csv")
@@ -458,10 +447,10 @@ put("cells_below_6_authors_5s", counts.loc["5 s, authors' Phase 2", "all"])
 put("cells_below_6_3s", counts.loc["3 s, paper's Phase 2", "all"])
 put("cells_below_6_authors_3s", counts.loc["3 s, authors' Phase 2", "all"])
 put("ref_cells_below_6", counts.loc["3 s, authors' code", "all"])
-put("cells_below_6_phase1", int((p1_cells["mape"] < analysis.CLAIM_MAPE).sum()))
+put("cells_below_6_phase1", int((p1_cells["mape"] < paper.CLAIM_MAPE).sum()))
 below = main[main["below"]]
 put("cells_below_6_list", "; ".join(f"{plotting.label(b)} case {c}" for b, c in zip(below["battery"], below["case"])) or "none")
-write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds), "glue": headline},
+write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds), "glue": glued()},
            out_dir / "headline.json")
 print("battery x case cells with mean Phase-2 MAPE below 6 %:")
 print(counts.to_string())

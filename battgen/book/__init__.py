@@ -14,7 +14,7 @@ imported only where they are used.
 """
 
 from battgen.book.chapter import ChapterContext, setup_chapter
-from battgen.book.glue import glue_key, put, put_many, source_block
+from battgen.book.glue import glue_key, glued, put, put_many, source_block
 from battgen.book.profiles import PROFILES, Profile, profile
 from battgen.book.runner import Chapter, chapters, data_fingerprint, find_root, fingerprint, run_notebooks
 from battgen.book.sphinx import setup
@@ -30,6 +30,7 @@ __all__ = [
     "find_root",
     "fingerprint",
     "glue_key",
+    "glued",
     "package_fingerprint",
     "profile",
     "put",

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["glue_key", "glue_value", "put", "put_many", "source_block"]
+__all__ = ["glue_key", "glue_value", "glued", "put", "put_many", "source_block"]
+
+_GLUED: dict[str, str | int | float] = {}  # every value put() glued in this kernel, in order
 
 
 def glue_key(battery: str) -> str:
@@ -32,7 +34,13 @@ def put(name: str, value: Any) -> None:
     """Glue ``value`` (see :func:`glue_value`) as ``name`` for ``{glue:text}`` in the prose, without displaying it."""
     from myst_nb import glue
 
-    glue(name, glue_value(value), display=False)
+    _GLUED[name] = glue_value(value)
+    glue(name, _GLUED[name], display=False)
+
+
+def glued() -> dict[str, str | int | float]:
+    """Every value :func:`put` glued in this kernel so far (a chapter writes them to its results)."""
+    return dict(_GLUED)
 
 
 def put_many(values: Mapping[str, Any], prefix: str = "") -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "claim_cells",
     "write_results",
     "generation_errors",
+    "REFERENCE_SHA256",
     "reference_path",
     "load_reference",
     "compare_with_reference",
@@ -213,27 +214,32 @@ def generation_errors(run: GridRun, methods: Sequence[str] | None = None) -> pd.
     return pd.concat(out, ignore_index=True)[cols]
 
 
-def reference_path(data_dir: str | os.PathLike | None = None) -> Path:
-    """Where the authors' released-code numbers live: ``<data_dir>/../reference/official_code_mape.csv``.
-
-    ``data_dir`` is the PulseBat folder (default ``$BATTGEN_DATA_DIR``).
-    """
-    base = data_dir if data_dir is not None else os.environ.get("BATTGEN_DATA_DIR")
-    if not base:
-        raise FileNotFoundError("no data_dir and BATTGEN_DATA_DIR is not set: cannot locate ../reference/")
-    return Path(base).expanduser().resolve().parent / "reference" / "official_code_mape.csv"
+REFERENCE_SHA256 = "396789ca14117ba84ea3c9ce2e54c9f0cd47a22edaf0a884918153c9abd760dd"
+"""sha256 of ``data/reference/official_code_mape.csv`` as shipped in the repository."""
 
 
-def load_reference(path: str | os.PathLike) -> pd.DataFrame:
+def reference_path() -> Path:
+    """The authors' released-code numbers shipped with battgen: ``data/reference/official_code_mape.csv``
+    in the repository (its README there says how they were produced)."""
+    return Path(__file__).resolve().parents[2] / "data" / "reference" / "official_code_mape.csv"
+
+
+def load_reference(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """The authors' released-code MAPE (``official_code_mape.csv``) as a tidy table.
 
     Columns like the results of :func:`battgen.experiments.run_grid`: ``battery``, ``case``,
     ``kind``, ``seed`` (0: a single run), ``test_soc``, ``method`` (``phase1`` or ``phase2``),
     ``mape``.
     """
-    path = Path(path)
+    path = reference_path() if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the authors' released-code numbers are not there")
+    if path == reference_path():
+        import hashlib
+
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != REFERENCE_SHA256:
+            raise ValueError(f"{path}: sha256 {digest} differs from the shipped file's {REFERENCE_SHA256}")
     raw = pd.read_csv(path)
     need = {"battery", "case", "test_soc", "phase1_mape", "phase2_mape"}
     if not need <= set(raw.columns):
