@@ -103,7 +103,7 @@ def paired_differences(results: pd.DataFrame, method: str, reference: str, by: I
     (share of units in which ``method`` has the lower MAPE).
     """
     by = list(by)
-    keys = [k for k in ("battery", "pulse_width_s", "case", "seed", "fold", "test_soc") if k in results.columns]
+    keys = [k for k in ("battery", "pulse_width_s", "case", "kind", "seed", "fold", "test_soc") if k in results.columns]
     a = results[results["method"] == method].set_index(keys)["mape"]
     b = results[results["method"] == reference].set_index(keys)["mape"]
     joined = pd.concat({"a": a, "b": b}, axis=1, join="inner").reset_index()
