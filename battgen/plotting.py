@@ -8,10 +8,11 @@ Nothing here saves a file: the chapters display their figures inline (end a plot
     sns.histplot(data=df, x="soh", **plotting.hue_battery());
 
 The pulse helpers draw the 21 pulse-response voltages U1..U21 on the time axis of the PulseBat
-protocol: per SOC level and pulse width, pulses of 0.5, 1, 1.5, 2 and 2.5 C, each applied as
-+pulse, rest, -pulse, rest, with rests 15 times the pulse width. U1 is the voltage at the end of
-the rest before the first pulse; U2k and U2k+1 are the start and end voltages of the k-th step
-after it, so U1..U21 span the 0.5 C and 1 C pulse pairs and the +1.5 C pulse with its rest.
+protocol (:mod:`battgen.protocol`): per SOC level and pulse width, pulses of 0.5, 1, 1.5, 2 and
+2.5 C, each applied as +pulse, rest, -pulse, rest, with rests 15 times the pulse width. U1 is the
+voltage at the end of the rest before the first pulse; U2k and U2k+1 are the start and end
+voltages of the k-th step after it, so U1..U21 span the 0.5 C and 1 C pulse pairs and the +1.5 C
+pulse with its rest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from battgen.data import BATTERIES, FEATURES, battery_type
+from battgen.protocol import pulse_group
 
 __all__ = [
     "PALETTE",
@@ -75,9 +77,6 @@ STYLE: dict[str, Any] = {
     "image.cmap": SOC_CMAP,
     "axes.prop_cycle": mpl.cycler(color=list(PALETTE.values())),
 }
-
-PULSE_AMPLITUDES_C: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5)
-REST_FACTOR = 15  # rest time = 15 x pulse width in every PulseBat pulse block
 
 
 def use_style() -> None:
@@ -132,6 +131,8 @@ STEP_COLUMNS = ["kind", "amplitude_c", "duration_s", "t_start_s", "t_end_s",
 def feature_schedule(pulse_width_s: float = 5.0) -> pd.DataFrame:
     """The ten tester steps whose start and end voltages are U2..U21, as the protocol prescribes them.
 
+    The steps are the first ten of :func:`battgen.protocol.pulse_group` for ``pulse_width_s``.
+
     Columns: ``step`` (1..10), ``kind`` (``"charge"``, ``"rest"``, ``"discharge"``),
     ``amplitude_c`` (signed C-rate, positive = charge), ``duration_s``, ``t_start_s`` and
     ``t_end_s`` (seconds since the start of the first pulse), ``u_start_label`` and
@@ -139,11 +140,8 @@ def feature_schedule(pulse_width_s: float = 5.0) -> pd.DataFrame:
     """
     if pulse_width_s <= 0:
         raise ValueError(f"pulse_width_s must be positive, got {pulse_width_s!r}")
-    rows = []
-    for amplitude in PULSE_AMPLITUDES_C:
-        rows += [("charge", amplitude, pulse_width_s), ("rest", 0.0, pulse_width_s * REST_FACTOR),
-                 ("discharge", -amplitude, pulse_width_s), ("rest", 0.0, pulse_width_s * REST_FACTOR)]
-    out = pd.DataFrame(rows[: (len(FEATURES) - 1) // 2], columns=["kind", "amplitude_c", "duration_s"])
+    steps = pulse_group(pulse_width_s)[: (len(FEATURES) - 1) // 2]  # U2..U21: the first 10 steps
+    out = pd.DataFrame([(s.kind, s.c_rate, s.duration_s) for s in steps], columns=["kind", "amplitude_c", "duration_s"])
     out.insert(0, "step", np.arange(1, len(out) + 1))
     out["t_end_s"] = out["duration_s"].cumsum()
     out["t_start_s"] = out["t_end_s"] - out["duration_s"]
