@@ -1,16 +1,17 @@
 """Pulse features U1..U41 extracted from PulseBat workstep-layer files.
 
-The battery tester exports, per battery, a workbook whose *workstep layer* (sheet ``工步层``)
-holds one row per executed program step: its kind, start/end voltage, current, capacity and
-duration. The PulseBat test program is (README of the PulseBat dataset):
+The battery tester exports, per battery, a workbook whose *workstep layer* holds one row per
+executed program step (read by :func:`battgen.workstep.read_workstep`). The PulseBat test
+program (:mod:`battgen.protocol`, from the README of the PulseBat dataset) is:
 
-1. **Calibration** (循环步骤号 0, program steps 1-5): rest, 1 C CCCV charge, rest,
-   1 C CC discharge to the lower cut-off, rest. The discharged capacity is the calibrated
-   capacity ``q_ah``; ``soh = q_ah / qn_ah``.
+1. **Calibration** (循环步骤号 0, program steps 1-5, :data:`~battgen.protocol.CALIBRATION`):
+   rest, 1 C CCCV charge, rest, 1 C CC discharge to the lower cut-off, rest. The discharged
+   capacity is the calibrated capacity ``q_ah``; ``soh = q_ah / qn_ah``.
 2. **Per SOC level** (循环步骤号 1, 2, ...; 5 % of nominal capacity apart): a 1 C charge for
    3 min and a 10 min rest (*conditioning*), then for each of 10 pulse widths
-   (:data:`PULSE_WIDTHS_S`) and 5 amplitudes (:data:`AMPLITUDES_C`) four steps:
-   +pulse, rest, -pulse, rest (rest = 15 x pulse width). 202 program steps per level.
+   (:data:`~battgen.protocol.PULSE_WIDTHS_S`) and 5 amplitudes
+   (:data:`~battgen.protocol.AMPLITUDES_C`) four steps: +pulse, rest, -pulse, rest (rest = 15 x
+   pulse width). 202 program steps per level (:data:`~battgen.protocol.LEVEL_PROGRAM`).
 
 For one SOC level and pulse width, ``U1`` is the end voltage of the rest before the pulse
 group; ``U(2m)`` and ``U(2m+1)`` are the start and end voltage of the m-th step of the group
@@ -27,11 +28,9 @@ Problems are reported twice: as :class:`ExtractionWarning` and in ``df.attrs["re
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import warnings
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,285 +38,59 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from battgen.data import BATTERIES, SCHEMA, VOLTAGE_RANGE_V
+from battgen.data import SCHEMA, VOLTAGE_RANGE_V
 from battgen.io import progress_enabled
+from battgen.protocol import (
+    ALL_SOC,
+    CONDITIONING_STEPS,
+    LEVEL_PROGRAM,
+    LEVEL_STEPS,
+    PULSE_WIDTHS_S,
+    SOC_STEP_PCT,
+    WIDTH_STEPS,
+    ProgramStep,
+)
+from battgen.workstep import (
+    COMPLETED,
+    CURRENT_RTOL,
+    HEADERS,
+    WorkstepName,
+    calibration,
+    describe_step,
+    loop_positions,
+    parse_name,
+    read_workstep,
+)
 
 __all__ = [
-    "AMPLITUDES_C",
-    "COLUMNS",
-    "DEFAULT_SOCS",
     "ExtractionWarning",
-    "PULSE_WIDTHS_S",
-    "WorkstepName",
     "extract",
     "extract_dir",
-    "parse_name",
+    "extract_empty",
+    "feature_position",
     "pulse_points",
-    "read_workstep",
 ]
 
-# --------------------------------------------------------------------------- tester vocabulary
+# --------------------------------------------------------------------------- tolerances
 
-COLUMNS: dict[str, str] = {
-    "工步序号": "step_no",  # running number of the executed step (1, 2, ... over the whole test)
-    "步次": "program_step",  # step number in the test program (restarts with every SOC loop)
-    "原始步次": "original_step",
-    "循环": "cycle",
-    "循环步骤号": "loop",  # loop counter: 0 = calibration, k = k-th SOC level
-    "通道": "channel",
-    "工步类型": "step_type",  # 充电 charge / 放电 discharge / 其它 other
-    "状态": "mode",  # 静置 rest / 充电 CC / 充电 CC-CV / 放电 DC
-    "绝对时间": "start_time",
-    "结果": "result",  # 完成 completed / 手动跳转 jumped to the next step (protection limit)
-    "起始电压(V)": "u_start_v",
-    "最大电压(V)": "u_max_v",
-    "结束电压(V)": "u_end_v",
-    "起始电流(A)": "i_start_a",
-    "结束电流(A)": "i_end_a",
-    "充电容量(Ah)": "q_charge_ah",
-    "放电容量(Ah)": "q_discharge_ah",  # negative
-    "净放电容量(Ah)": "q_net_discharge_ah",
-    "总容量(Ah)": "q_total_ah",  # signed: charge > 0, discharge < 0
-    "持续时间(h:min:s:ms)": "duration",
-}
-"""Workstep-layer header (Chinese, as the tester writes it) -> battgen's English column name."""
-
-_REQUIRED = ("step_no", "program_step", "loop", "mode", "result", "u_start_v", "u_end_v",
-             "i_start_a", "i_end_a", "q_discharge_ah", "q_total_ah", "duration")
-_NUMERIC = ("step_no", "program_step", "loop", "u_start_v", "u_end_v", "i_start_a", "i_end_a",
-            "q_discharge_ah", "q_total_ah")
-_CHINESE = {v: k for k, v in COLUMNS.items()}
-WORKSTEP_SHEET = "工步层"
-COMPLETED = "完成"
-
-# --------------------------------------------------------------------------- test protocol
-
-PULSE_WIDTHS_S: tuple[float, ...] = (0.03, 0.05, 0.07, 0.1, 0.3, 0.5, 0.7, 1.0, 3.0, 5.0)
-AMPLITUDES_C: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5)
-DEFAULT_SOCS: tuple[int, ...] = tuple(range(5, 51, 5))
-"""SOC levels (%) of the paper's features."""
-REST_FACTOR = 15  # pulse rest = 15 x pulse width
-CONDITIONING = (("charge", 1.0, 180.0, "1 C conditioning charge"), ("rest", 0.0, 600.0, "conditioning rest"))
-CALIBRATION = ("rest", "cccv_charge", "rest", "discharge", "rest")
-SOC_GRAIN_PCT = 5
-GROUP_STEPS = 4 * len(AMPLITUDES_C)  # steps per pulse width
-LEVEL_STEPS = len(CONDITIONING) + GROUP_STEPS * len(PULSE_WIDTHS_S)  # 202
-MAX_FEATURE = 1 + 2 * GROUP_STEPS  # U41
-CURRENT_RTOL = 0.05  # set current vs. protocol
+MAX_FEATURE = 1 + 2 * WIDTH_STEPS  # U41: the rest before a pulse group, then start and end of its 20 steps
 REST_ATOL_C = 0.01  # |current| in a rest, in C
 DURATION_RTOL, DURATION_ATOL_S = 0.01, 0.005
 MAX_LISTED = 3  # problems listed per dropped SOC level
+_RECORD_COLUMNS = ("sheet_row", "program_step", "mode", "kind", "result", "u_start_v", "u_end_v", "i_start_a",
+                   "i_end_a", "duration_s")  # what the step checks and feature values read from a row
 
 
 class ExtractionWarning(UserWarning):
     """An SOC level was dropped or holds a pulse cut short by the tester's voltage protection."""
 
 
-@dataclass(frozen=True)
-class Expected:
-    """One program step as the protocol prescribes it."""
-
-    pos: int  # 0-based position within an SOC loop
-    kind: str  # rest / charge / discharge
-    c_rate: float  # signed current in C (multiples of the nominal capacity per hour)
-    duration_s: float
-    what: str  # human-readable, e.g. "+1.5 C pulse (5 s)"
-
-
-def level_protocol() -> list[Expected]:
-    """The 202 program steps of one SOC level, in order."""
-    steps = [Expected(i, kind, c, d, what) for i, (kind, c, d, what) in enumerate(CONDITIONING)]
-    for w in PULSE_WIDTHS_S:
-        for a in AMPLITUDES_C:
-            rest = w * REST_FACTOR
-            for kind, c, d, what in (("charge", a, w, f"+{a:g} C pulse ({w:g} s)"),
-                                     ("rest", 0.0, rest, f"rest after +{a:g} C pulse ({w:g} s)"),
-                                     ("discharge", -a, w, f"-{a:g} C pulse ({w:g} s)"),
-                                     ("rest", 0.0, rest, f"rest after -{a:g} C pulse ({w:g} s)")):
-                steps.append(Expected(len(steps), kind, c, d, what))
-    return steps
-
-
-_PROTOCOL = level_protocol()
-
-
 def feature_position(n: int, width_index: int) -> tuple[int, str]:
     """Position within an SOC loop and voltage (``"u_start_v"``/``"u_end_v"``) behind ``U{n}``."""
-    u1 = len(CONDITIONING) - 1 + GROUP_STEPS * width_index  # the rest before the pulse group
+    u1 = CONDITIONING_STEPS - 1 + WIDTH_STEPS * width_index  # the rest before the pulse group
     if n == 1:
         return u1, "u_end_v"
     return u1 + n // 2, ("u_start_v" if n % 2 == 0 else "u_end_v")
-
-
-# --------------------------------------------------------------------------- file names
-
-_NAME = re.compile(
-    r"^(?P<mat>[A-Za-z]+)_C_(?P<cap>\d+(?:\.\d+)?)_B_(?P<no>\d+)_SOC_(?P<lo>\d+)-(?P<hi>\d+)"
-    r"_Part_(?P<part>\d+)-(?P<parts>\d+)_ID_(?P<id>.+)\.xlsx$"
-)
-NAME_CONVENTION = "mat_C_cap_B_no_SOC_lo-hi_Part_i-j_ID_id.xlsx (e.g. LMO_C_10_B_1_SOC_5-55_Part_1-1_ID_PIP15828A00225770.xlsx)"
-_MAT_FIX = {"NCM": "NMC", "NMO": "LMO"}
-
-
-@dataclass(frozen=True)
-class WorkstepName:
-    """The fields of a PulseBat raw-data file name."""
-
-    file: str
-    cathode: str  # NMC / LMO / LFP
-    qn_ah: float  # nominal capacity
-    number: int  # battery number within its type (the dataset's "No.")
-    soc_lo: int  # planned SOC range, %
-    soc_hi: int
-    part: int  # part i of j of a raw export
-    parts: int
-    battery_id: str
-
-    @property
-    def battery(self) -> str:
-        """battgen's battery-type key (``"LMO10"``); ``cathode + capacity`` for types battgen lacks."""
-        for b in BATTERIES.values():
-            if b.cathode == self.cathode and abs(b.nominal_ah - self.qn_ah) < 1e-9:
-                return b.key
-        return f"{self.cathode}{self.qn_ah:g}"
-
-    @property
-    def cell(self) -> str:
-        """The physical cell: as battgen.data, NMC 2.1 Ah ids ``D3-100`` name cell D3 after 100 cycles."""
-        return self.battery_id.split("-")[0] if self.battery == "NMC2.1" else self.battery_id
-
-    def soc_loop(self, soc_pct: int) -> int:
-        """Loop counter (循环步骤号) of an SOC level."""
-        return (soc_pct - self.soc_lo) // SOC_GRAIN_PCT + 1
-
-
-def parse_name(path: str | os.PathLike) -> WorkstepName:
-    """Parse ``mat_C_cap_B_no_SOC_lo-hi_Part_i-j_ID_id.xlsx``; ``ValueError`` if it breaks the convention."""
-    name = Path(path).name
-    m = _NAME.match(name)
-    if m is None:
-        raise ValueError(f"{name}: file name breaks the PulseBat convention; expected {NAME_CONVENTION}")
-    lo, hi, part, parts = (int(m[k]) for k in ("lo", "hi", "part", "parts"))
-    problems = []
-    if not (0 < lo <= hi <= 100) or lo % SOC_GRAIN_PCT or hi % SOC_GRAIN_PCT:
-        problems.append(f"SOC range {lo}-{hi} is not a range of multiples of {SOC_GRAIN_PCT} % within 5-100")
-    if not (1 <= part <= parts):
-        problems.append(f"Part_{part}-{parts} is not part i of j")
-    if float(m["cap"]) <= 0:
-        problems.append(f"capacity {m['cap']} Ah is not positive")
-    if problems:
-        raise ValueError(f"{name}: {'; '.join(problems)}; expected {NAME_CONVENTION}")
-    mat = m["mat"].upper()
-    return WorkstepName(name, _MAT_FIX.get(mat, mat), float(m["cap"]), int(m["no"]), lo, hi, part, parts, m["id"])
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _kind(mode: object) -> str:
-    """Tester mode (状态) -> rest / charge / cccv_charge / discharge / other."""
-    text = re.sub(r"\s+", "", str(mode))
-    if text.startswith("静置"):
-        return "rest"
-    if text.startswith("充电"):
-        return "cccv_charge" if "CV" in text.upper() else "charge"
-    if text.startswith("放电"):
-        return "discharge"
-    return "other"
-
-
-_DURATION = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})(?:[.:](\d+))?\s*$")
-
-
-def _seconds(value: object) -> float:
-    """``"h:min:s.ms"`` (or a time/timedelta cell) -> seconds; NaN if unreadable."""
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, dt.time):
-        return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
-    m = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if m is None:
-        return float("nan")
-    frac = float(f"0.{m[4]}") if m[4] else 0.0
-    return int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) + frac
-
-
-def _header(ws) -> list[str]:
-    first = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())
-    return [str(c).strip() if c is not None else "" for c in first]
-
-
-def _workstep_sheet(wb, source: str):
-    """The workstep layer: sheet 工步层 if present, else the first sheet with the workstep header."""
-    if WORKSTEP_SHEET in wb.sheetnames:
-        return wb[WORKSTEP_SHEET]
-    for ws in wb.worksheets:
-        if _CHINESE["step_no"] in _header(ws):
-            return ws
-    raise ValueError(
-        f"{source}: not a workstep layer: no sheet {WORKSTEP_SHEET!r} and no sheet (of {wb.sheetnames}) whose "
-        f"header starts like the tester's workstep layer ({_CHINESE['step_no']}, {_CHINESE['program_step']}, ...)"
-    )
-
-
-def read_workstep(path: str | os.PathLike) -> pd.DataFrame:
-    """Read one workstep layer into English columns (see :data:`COLUMNS`).
-
-    Adds ``sheet_row`` (1-based spreadsheet row), ``kind`` (rest / charge / cccv_charge /
-    discharge / other) and ``duration_s``. Raises ``ValueError`` naming the file, column and
-    row when the sheet is not a workstep layer, lacks a column or holds an unreadable value.
-    """
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    path = Path(path)
-    source = path.name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such workstep file")
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError, InvalidFileException) as exc:
-        raise ValueError(f"{source}: not a workstep layer: cannot open it as an .xlsx workbook ({exc})") from exc
-    try:
-        ws = _workstep_sheet(wb, source)
-        rows = ws.iter_rows(values_only=True)
-        header = [str(c).strip() if c is not None else "" for c in next(rows, ())]
-        index = {COLUMNS[h]: i for i, h in enumerate(header) if h in COLUMNS}
-        missing = [c for c in _REQUIRED if c not in index]
-        if len(missing) == len(_REQUIRED):
-            raise ValueError(f"{source}: not a workstep layer: sheet {ws.title!r} has none of the workstep columns "
-                             f"({', '.join(_CHINESE[c] for c in _REQUIRED[:4])}, ...); header row is {header[:6]}...")
-        if missing:
-            raise ValueError(f"{source}: sheet {ws.title!r}: column {_CHINESE[missing[0]]!r} ({missing[0]}) is missing"
-                             f"{'' if len(missing) == 1 else f' (and {len(missing) - 1} more)'}; expected the tester's "
-                             f"workstep-layer columns {[_CHINESE[c] for c in _REQUIRED]}")
-        cols = sorted(index.items(), key=lambda kv: kv[1])
-        data = [tuple(r[i] if i < len(r) else None for _, i in cols) for r in rows]
-        title = ws.title
-    finally:
-        wb.close()
-    df = pd.DataFrame(data, columns=[c for c, _ in cols])
-    df["sheet_row"] = np.arange(2, len(df) + 2)
-    df = df[df[list(_REQUIRED)].notna().any(axis=1)].reset_index(drop=True)  # trailing empty rows
-    if df.empty:
-        raise ValueError(f"{source}: sheet {title!r} has a workstep header but no steps")
-    for col in _NUMERIC:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(f"{source}: column {_CHINESE[col]!r} ({col}), row {df['sheet_row'].iat[i]}: "
-                             f"{df[col].iat[i]!r} is not a number")
-        df[col] = values.astype(int if col in ("step_no", "program_step", "loop") else float)
-    df["duration_s"] = [_seconds(v) for v in df["duration"]]
-    bad = df["duration_s"].isna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{source}: column {_CHINESE['duration']!r} (duration), row {df['sheet_row'].iat[i]}: "
-                         f"{df['duration'].iat[i]!r} is not a duration; expected h:min:s.ms")
-    df["kind"] = [_kind(v) for v in df["mode"]]
-    df["result"] = df["result"].astype(str).str.strip()
-    return df
 
 
 # --------------------------------------------------------------------------- structure
@@ -340,61 +113,11 @@ class _Workstep:
     records: list[dict] = field(default_factory=list)  # steps as dicts, for fast row access
 
     def __post_init__(self) -> None:
-        self.records = self.steps.to_dict("records")
+        self.records = self.steps[list(_RECORD_COLUMNS)].to_dict("records")
 
     @property
     def source(self) -> str:
         return self.name.file
-
-
-def _row_desc(row: dict) -> str:
-    return (f"{row['mode']} ({row['kind']}) at {row['i_end_a']:g} A for {row['duration_s']:g} s, "
-            f"result {row['result']}")
-
-
-def _calibration(steps: pd.DataFrame, name: WorkstepName) -> tuple[float, int]:
-    """Calibrated capacity (Ah) and the last calibration program step; ``ValueError`` if malformed."""
-    source = name.file
-    calib = steps[steps["loop"] == 0]
-    kinds = tuple(calib["kind"])
-    if kinds != CALIBRATION or list(calib.index) != list(range(len(CALIBRATION))):
-        rows = f"sheet rows {calib['sheet_row'].min()}-{calib['sheet_row'].max()}" if len(calib) else "no rows"
-        raise ValueError(f"{source}: calibration ({_CHINESE['loop']} 0, {rows}) has the steps {list(kinds)}; expected "
-                         f"the first {len(CALIBRATION)} rows to be {list(CALIBRATION)} (rest, CCCV charge, rest, "
-                         "CC discharge, rest)")
-    dis = calib.iloc[3]
-    want = -name.qn_ah
-    if abs(dis["i_end_a"] - want) > CURRENT_RTOL * abs(want) or not dis["q_discharge_ah"] < 0:
-        raise ValueError(f"{source}: row {dis['sheet_row']}: calibration discharge is {_row_desc(dis)} with "
-                         f"{dis['q_discharge_ah']:g} Ah; expected a 1 C CC discharge ({want:g} A) with a negative "
-                         f"{_CHINESE['q_discharge_ah']}")
-    return float(-dis["q_discharge_ah"]), int(calib["program_step"].iloc[-1])
-
-
-def _loops(steps: pd.DataFrame, first_program_step: int) -> tuple[dict[int, dict[int, int]], dict[int, list[str]]]:
-    """Map each SOC loop's program steps to protocol positions; note duplicates and strangers."""
-    loops: dict[int, dict[int, int]] = {}
-    problems: dict[int, list[str]] = {}
-    body = steps[steps["loop"] > 0]
-    for loop, group in body.groupby("loop", sort=True):
-        pos_of = {}
-        issues = []
-        last = -1
-        for i, prog, sheet_row in zip(group.index, group["program_step"], group["sheet_row"]):
-            pos = int(prog) - first_program_step
-            if not 0 <= pos < LEVEL_STEPS:
-                issues.append(f"row {sheet_row}: program step {prog} is outside the SOC loop's steps "
-                              f"{first_program_step}-{first_program_step + LEVEL_STEPS - 1}")
-            elif pos in pos_of:
-                issues.append(f"row {sheet_row}: program step {prog} occurs twice (also row {steps.at[pos_of[pos], 'sheet_row']})")
-            elif pos < last:
-                issues.append(f"row {sheet_row}: program step {prog} comes after step {last + first_program_step}")
-            else:
-                pos_of[pos] = int(i)
-                last = pos
-        loops[int(loop)] = pos_of
-        problems[int(loop)] = issues
-    return loops, problems
 
 
 def _parse(path: str | os.PathLike) -> _Workstep:
@@ -403,8 +126,8 @@ def _parse(path: str | os.PathLike) -> _Workstep:
         raise ValueError(f"{name.file}: part {name.part} of a {name.parts}-part raw export holds record layers only; "
                          f"the workstep layer is in Part_1-{name.parts}")
     steps = read_workstep(path)
-    q_ah, last_calib = _calibration(steps, name)
-    loops, problems = _loops(steps, last_calib + 1)
+    q_ah, last_calib = calibration(steps, name)
+    loops, problems = loop_positions(steps, last_calib + 1)
     after = (steps["loop"] > 0).to_numpy()
     charge = np.cumsum(np.where(after, steps["q_total_ah"].to_numpy(), 0.0))
     known = 1
@@ -415,7 +138,7 @@ def _parse(path: str | os.PathLike) -> _Workstep:
         lacking = "is missing" if known not in loops else (
             f"lacks {LEVEL_STEPS - len(loops[known])} of its {LEVEL_STEPS} steps" if not problems[known]
             else "has unexpected steps")
-        gap = (f"SOC loop {known} ({name.soc_lo + SOC_GRAIN_PCT * (known - 1)} %) {lacking}, so the charge "
+        gap = (f"SOC loop {known} ({name.loop_soc(known)} %) {lacking}, so the charge "
                "accumulated after it is unknown: soc_measured is NaN from there on")
     planned = name.soc_loop(name.soc_hi)
     notes = []
@@ -425,11 +148,11 @@ def _parse(path: str | os.PathLike) -> _Workstep:
     return _Workstep(name, steps, q_ah, loops, problems, charge, known, last_calib + 1, gap, notes)
 
 
-def _check(row: dict, exp: Expected, qn_ah: float) -> tuple[str, str]:
+def _check(row: dict, exp: ProgramStep, qn_ah: float) -> tuple[str, str]:
     """Compare one step with the protocol: ("ok"|"truncated"|"bad", message)."""
     where = f"row {row['sheet_row']} (program step {row['program_step']})"
     if row["kind"] != exp.kind:
-        return "bad", f"{where} is {_row_desc(row)}; expected {exp.what} ({exp.kind})"
+        return "bad", f"{where} is {describe_step(row)}; expected {exp.what} ({exp.kind})"
     want_i = exp.c_rate * qn_ah
     if exp.kind == "rest":
         if max(abs(row["i_start_a"]), abs(row["i_end_a"])) > REST_ATOL_C * qn_ah:
@@ -464,7 +187,7 @@ def _level(ws: _Workstep, loop: int, width_index: int, features: Sequence[int]) 
     problems = list(ws.loop_problems.get(loop, []))
     truncated = []
     for pos in range(last + 1):
-        exp = _PROTOCOL[pos]
+        exp = LEVEL_PROGRAM[pos]
         if pos not in pos_of:
             rows = [ws.records[i]["sheet_row"] for p, i in pos_of.items() if p < pos][-1:]
             after = f" after row {rows[0]}" if rows else ""
@@ -485,7 +208,7 @@ def _level(ws: _Workstep, loop: int, width_index: int, features: Sequence[int]) 
         pos, col = feature_position(n, width_index)
         v = float(ws.records[pos_of[pos]][col])
         if not lo <= v <= hi:
-            problems.append(f"U{n} = {v!r} V (row {ws.records[pos_of[pos]]['sheet_row']}, {_CHINESE[col]}) is "
+            problems.append(f"U{n} = {v!r} V (row {ws.records[pos_of[pos]]['sheet_row']}, {HEADERS[col]}) is "
                             f"outside {lo}-{hi} V")
         values[n] = v
     u1_row = pos_of[first]
@@ -516,8 +239,8 @@ def _socs(socs: Iterable[float]) -> list[int]:
     out = []
     for s in values:
         if not (isinstance(s, (int, float, np.integer, np.floating)) and float(s) == round(float(s))
-                and 0 < round(float(s)) <= 100 and round(float(s)) % SOC_GRAIN_PCT == 0):
-            raise ValueError(f"socs={values!r}: SOC levels are percent, multiples of {SOC_GRAIN_PCT} within 5-100 "
+                and 0 < round(float(s)) <= 100 and round(float(s)) % SOC_STEP_PCT == 0):
+            raise ValueError(f"socs={values!r}: SOC levels are percent, multiples of {SOC_STEP_PCT} within 5-100 "
                              f"(e.g. 5, 10, ..., 50); got {s!r}")
         out.append(int(round(float(s))))
     if not out or len(set(out)) != len(out):
@@ -540,7 +263,7 @@ def _columns(features: Sequence[int]) -> list[str]:
 
 def extract(
     path: str | os.PathLike,
-    socs: Iterable[float] = DEFAULT_SOCS,
+    socs: Iterable[float] = ALL_SOC,
     pulse_width_s: float = 5,
     features: Iterable[int] = range(1, 22),
     *,
@@ -553,7 +276,7 @@ def extract(
     path: a ``mat_C_cap_B_no_SOC_lo-hi_Part_1-j_ID_id.xlsx`` file holding the workstep layer
         (sheet ``工步层`` of a raw export, or the single sheet of an extracted one).
     socs: SOC levels in percent (multiples of 5); levels outside the file's plan are reported.
-    pulse_width_s: one of :data:`PULSE_WIDTHS_S` (the paper: 5 s).
+    pulse_width_s: one of :data:`battgen.protocol.PULSE_WIDTHS_S` (the paper: 5 s).
     features: feature numbers n of U1..U41 (the paper: 1..21).
     drop_truncated: drop SOC levels whose features come from a pulse cut short by the voltage
         protection (default: keep them, as the published PulseBat features do).
@@ -579,7 +302,7 @@ def extract(
             continue
         if loop not in ws.loops:
             done = max(ws.loops, default=0)
-            why = (f"the test ends in SOC loop {done}, {name.soc_lo + SOC_GRAIN_PCT * (done - 1)} %" if loop > done
+            why = (f"the test ends in SOC loop {done}, {name.loop_soc(done)} %" if loop > done
                    else f"SOC loop {loop} is absent")
             _report(report, source, f"SOC {soc} % skipped: not in the file ({why})")
             continue
@@ -661,7 +384,7 @@ def pulse_points(
         "program_step": rows["program_step"].to_numpy(),
         "sheet_row": rows["sheet_row"].to_numpy(),
         "kind": rows["kind"].to_numpy(),
-        "amplitude_c": [_PROTOCOL[p].c_rate for p in positions],
+        "amplitude_c": [LEVEL_PROGRAM[p].c_rate for p in positions],
         "current_a": rows["i_end_a"].to_numpy(),
         "duration_s": durations,
         "t_start_s": t_end - durations,
@@ -670,7 +393,7 @@ def pulse_points(
         "u_end_v": rows["u_end_v"].to_numpy(),
         "u_start_label": [labels.get((p, "u_start_v"), "") for p in positions],
         "u_end_label": [labels.get((p, "u_end_v"), "") for p in positions],
-        "truncated": [_check(ws.records[i], _PROTOCOL[p], name.qn_ah)[0] == "truncated"
+        "truncated": [_check(ws.records[i], LEVEL_PROGRAM[p], name.qn_ah)[0] == "truncated"
                       for p, i in zip(positions, level.rows)],
     })
     out.attrs.update(source=ws.source, soc=soc_pct / 100.0, pulse_width_s=float(PULSE_WIDTHS_S[width_index]))
@@ -687,7 +410,7 @@ def _sort_key(path: Path) -> tuple:
 
 def extract_dir(
     folder: str | os.PathLike,
-    socs: Iterable[float] = DEFAULT_SOCS,
+    socs: Iterable[float] = ALL_SOC,
     pulse_width_s: float = 5,
     features: Iterable[int] = range(1, 22),
     progress: bool | None = None,

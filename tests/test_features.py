@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 
 from battgen.data import SCHEMA, DataIntegrityError, fetch, load_pulsebat
-from battgen.features import ExtractionWarning, extract, extract_dir, parse_name, pulse_points
+from battgen.features import ExtractionWarning, extract, extract_dir, pulse_points
 from battgen.io import write_table
+from battgen.protocol import CALIBRATION_STEPS, LEVEL_STEPS
+from battgen.workstep import parse_name
 
 DATA_DIR = os.environ.get("BATTGEN_DATA_DIR", "/work/shared/pulsebat")
 LMO = "workstep/LMO_C_10_B_2_SOC_5-55_Part_1-1_ID_PIP15827A00221240.xlsx"
@@ -80,7 +82,7 @@ def lmo_rows(lmo_path) -> list[list]:
     return rows
 
 
-SHORT = 1 + 5 + 5 * 202  # header, calibration, SOC loops 1-5 (5-25 %): broken copies stay small and fast
+SHORT = 1 + CALIBRATION_STEPS + 5 * LEVEL_STEPS  # header, calibration, SOC loops 1-5 (5-25 %): small, fast copies
 SHORT_SOCS = range(5, 30, 5)
 
 
