@@ -11,7 +11,7 @@ import pytest
 
 from battgen import economics as ec
 from battgen.data import fetch
-from battgen.experiments import CASES
+from battgen.protocol import ALL_SOC, CASES, PULSE_WIDTHS_S
 
 LMO_KEY = "workstep/LMO_C_10_B_2_SOC_5-55_Part_1-1_ID_PIP15827A00221240.xlsx"
 NMC_KEY = "workstep/NMC_C_21_B_6_SOC_5-90_Part_1-2_ID_02LCC02100101A87Y0052124.xlsx"
@@ -57,7 +57,7 @@ def test_level_energy_equals_hand_calculation(lmo_path):
     # the same numbers written out: conditioning 1.4953 Wh + pulses; 3 min + 10 min + 10 widths x 5 amps x 2 x 16 x width
     assert first["energy_in_wh"] == pytest.approx(2.1924, abs=1e-4)
     assert first["conditioning_wh"] == pytest.approx(1.4953, abs=1e-4)
-    widths = sum(ec.PULSE_WIDTHS_S)
+    widths = sum(PULSE_WIDTHS_S)
     assert first["step_time_h"] == pytest.approx((180 + 600 + 5 * 2 * 16 * widths) / 3600, abs=1e-6)
     assert first["energy_in_wh_per_ah"] == pytest.approx(first["energy_in_wh"] / 10.0)
     assert first["tester_time_h"] >= first["step_time_h"]
@@ -65,7 +65,7 @@ def test_level_energy_equals_hand_calculation(lmo_path):
 
 def test_level_table_shape_and_charge_throughput(lmo_path, nmc_path):
     lmo, nmc = ec.measure_level_cost(lmo_path), ec.measure_level_cost(nmc_path)
-    assert list(lmo["soc_pct"]) == list(ec.SOC_LEVELS) == list(nmc["soc_pct"])
+    assert list(lmo["soc_pct"]) == list(ALL_SOC) == list(nmc["soc_pct"])
     # the protocol moves 5 % of nominal capacity (conditioning) plus the pulses: same Ah/Ah for both designs
     clean = lmo[lmo["n_truncated"] == 0]
     assert clean["charge_ah_per_ah"].mean() == pytest.approx(nmc["charge_ah_per_ah"].mean(), rel=0.01)
@@ -112,8 +112,8 @@ def test_savings_linear_in_retirement_volume(params, level):
 def test_no_level_saved_saves_nothing(params, level):
     s = ec.savings(0, 1e9, params, level).magnitudes()
     assert all(float(v) == 0.0 for v in s.values())
-    assert ec.levels_saved(ec.SOC_LEVELS) == 0
-    frame = ec.scenario({9: ec.SOC_LEVELS}, params, level)
+    assert ec.levels_saved(ALL_SOC) == 0
+    frame = ec.scenario({9: ALL_SOC}, params, level)
     assert frame.loc[0, ["energy_kwh", "cost_usd", "co2_kg", "tester_h"]].eq(0).all()
     with pytest.raises(ValueError, match="saves nothing"):
         ec.reproduce_paper(params, level, 0)
