@@ -56,7 +56,7 @@ def soc_percent(df: pd.DataFrame) -> np.ndarray:
 # What the tester does to every battery (PulseBat README; SOURCES.md "workstep/"): a capacity
 # calibration, then per SOC level a conditioning charge and rest followed by the pulse sequence.
 # battgen.workstep reads what the tester recorded, battgen.features checks every step against
-# LEVEL_PROGRAM, battgen.economics_measured prices it and battgen.plotting draws it.
+# LEVEL_PROGRAM, battgen.economics.measured prices it and battgen.plotting draws it.
 
 __all__ += [
     "AMPLITUDES_C",

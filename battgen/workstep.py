@@ -6,7 +6,7 @@ convention ``mat_C_cap_B_no_SOC_lo-hi_Part_i-j_ID_id.xlsx`` whose *workstep laye
 program step number, the loop (0 = capacity calibration, k = k-th SOC level), the mode, start and
 end voltage and current, charge and energy, duration and time stamps. This module is the one
 place that knows that layout; :mod:`battgen.features` (pulse features) and
-:mod:`battgen.economics_measured` (energy and tester time per SOC level) both read through
+:mod:`battgen.economics.measured` (energy and tester time per SOC level) both read through
 :func:`read_workstep`, so both see the same rows, names, units and checks. What the steps should
 be is :mod:`battgen.protocol`'s business.
 

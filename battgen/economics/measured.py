@@ -5,7 +5,7 @@ rest and the pulse sequence (10 widths x 5 amplitudes, +/- pulse each, rests of 
 :data:`battgen.protocol.LEVEL_PROGRAM`. :func:`measure_level_cost` sums, per level, the energy
 the tester put in and took out (Wh), the charge (Ah) and the time the channel was occupied, from
 the rows :func:`battgen.workstep.read_workstep` reads. :class:`LevelCost` pools such tables into
-the per-Ah energy and per-battery time the cost model (:mod:`battgen.economics_model`) scales.
+the per-Ah energy and per-battery time the cost model (:mod:`battgen.economics.model`) scales.
 
 The protocol fixes C-rates and the 5 % SOC step, so the charge moved per level is proportional
 to the nominal capacity; the energy is therefore expressed per Ah of nominal capacity per level
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from battgen.economics_params import Q_, Quantity, as_quantity
+from battgen.economics.params import Q_, Quantity, as_quantity
 from battgen.protocol import (
     ALL_SOC,
     AMPLITUDES_C,

@@ -4,7 +4,7 @@ Tao et al. (2024) state that generating the unmeasured SOC levels "would save 4.
 electricity costs and 35.8 billion kg CO2 emissions ... for a 2030 worldwide battery retirement
 scenario", without publishing the parameter values behind the figure. :func:`reproduce_paper`
 solves, one parameter at a time, for the value that makes the cost model
-(:mod:`battgen.economics_model`) reach the paper's figures; :func:`sensitivity` swings every
+(:mod:`battgen.economics.model`) reach the paper's figures; :func:`sensitivity` swings every
 parameter over its documented range for a tornado chart.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from battgen.economics_measured import LevelCost
-from battgen.economics_model import as_level_count, cost_per_level, savings
-from battgen.economics_params import Q_, EconomicParameters, as_quantity
+from battgen.economics.measured import LevelCost
+from battgen.economics.model import as_level_count, cost_per_level, savings
+from battgen.economics.params import Q_, EconomicParameters, as_quantity
 
 __all__ = ["PAPER_KG_CO2", "PAPER_KG_PER_USD", "PAPER_USD", "reproduce_paper", "sensitivity"]
 

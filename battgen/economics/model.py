@@ -5,8 +5,8 @@ Grid energy for one battery of capacity ``C`` at one level::
     E_grid = E_in / charger_efficiency - discharge_recovery * charger_efficiency * E_out
              + standby_power * tester_time
 
-where ``E_in``/``E_out`` = measured energy per Ah (:class:`battgen.economics_measured.LevelCost`)
-x ``C``, and the parameters come from :class:`battgen.economics_params.EconomicParameters`.
+where ``E_in``/``E_out`` = measured energy per Ah (:class:`battgen.economics.measured.LevelCost`)
+x ``C``, and the parameters come from :class:`battgen.economics.params.EconomicParameters`.
 Money and CO2 are the grid energy times the electricity price and the carbon intensity. A case
 saves the levels it does not measure: ``10 - len(train_soc)`` levels per battery, and
 :func:`savings` is linear in the number of batteries.
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from battgen.economics_measured import LevelCost
-from battgen.economics_params import EconomicParameters, Quantity, as_count, as_quantity
+from battgen.economics.measured import LevelCost
+from battgen.economics.params import EconomicParameters, Quantity, as_count, as_quantity
 from battgen.protocol import ALL_SOC
 
 __all__ = [

@@ -2,10 +2,10 @@
 
 :class:`EconomicParameters` holds one field per parameter (electricity price, carbon intensity,
 charger efficiency, ...), each with a unit, a source or the label *assumption*, and a plausible
-low/high range for the sensitivity chart (:func:`battgen.economics_paper.sensitivity`). The unit
+low/high range for the sensitivity chart (:func:`battgen.economics.paper.sensitivity`). The unit
 registry (``ureg``, ``Q_``) and the checks that refuse unit-less, wrong-unit or negative inputs
 live here too, so that every economics module validates the same way. What the protocol costs
-a real battery is measured, not assumed: :mod:`battgen.economics_measured`.
+a real battery is measured, not assumed: :mod:`battgen.economics.measured`.
 """
 
 from __future__ import annotations

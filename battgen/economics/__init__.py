@@ -34,17 +34,17 @@ linear in the number of batteries.
 The estimate lives in four modules, one concern each; this module gathers their public names so
 that ``from battgen.economics import X`` (and ``battgen.economics as ec``) reaches all of them:
 
-* :mod:`battgen.economics_params`: units (``ureg``, ``Q_``) and :class:`EconomicParameters`;
-* :mod:`battgen.economics_measured`: :func:`measure_level_cost`, :func:`calibrated_capacity`,
+* :mod:`battgen.economics.params`: units (``ureg``, ``Q_``) and :class:`EconomicParameters`;
+* :mod:`battgen.economics.measured`: :func:`measure_level_cost`, :func:`calibrated_capacity`,
   :class:`LevelCost` (read through :mod:`battgen.workstep`; protocol from :mod:`battgen.protocol`);
-* :mod:`battgen.economics_model`: :func:`cost_per_level`, :func:`savings`, :func:`scenario`, ...;
-* :mod:`battgen.economics_paper`: :func:`reproduce_paper`, :func:`sensitivity` and the paper's figures.
+* :mod:`battgen.economics.model`: :func:`cost_per_level`, :func:`savings`, :func:`scenario`, ...;
+* :mod:`battgen.economics.paper`: :func:`reproduce_paper`, :func:`sensitivity` and the paper's figures.
 """
 
 from __future__ import annotations
 
-from battgen.economics_measured import LevelCost, calibrated_capacity, measure_level_cost
-from battgen.economics_model import (
+from battgen.economics.measured import LevelCost, calibrated_capacity, measure_level_cost
+from battgen.economics.model import (
     Savings,
     case_table,
     cost_per_level,
@@ -55,8 +55,8 @@ from battgen.economics_model import (
     scenario,
     time_saved_per_battery,
 )
-from battgen.economics_paper import PAPER_KG_CO2, PAPER_KG_PER_USD, PAPER_USD, reproduce_paper, sensitivity
-from battgen.economics_params import Q_, EconomicParameters, ureg
+from battgen.economics.paper import PAPER_KG_CO2, PAPER_KG_PER_USD, PAPER_USD, reproduce_paper, sensitivity
+from battgen.economics.params import Q_, EconomicParameters, ureg
 from battgen.protocol import ALL_SOC
 
 __all__ = [
