@@ -5,9 +5,12 @@
   weights imply (:func:`decoder_variance`), the spectrum of what the condition leaves unexplained
   (:func:`residual_spectrum`), per-feature errors (:func:`feature_errors`).
 - **Unit-token cross-attention** (chapter 03): the four scalars that govern a head
-  (:func:`attention_scalars`), the check of the factorised attention against the textbook one
-  (:func:`attention_agreement`), summaries of attention maps (:func:`attention_stats`,
-  :func:`attention_logit_range`, :func:`attention_sweep`).
+  (:func:`attention_scalars`), the layers of a model and what they read for given rows
+  (:func:`attention_layers`, :func:`attention_inputs`), the check of the factorised attention
+  against the textbook one (:func:`attention_agreement`), summaries of attention maps
+  (:func:`attention_stats`, :func:`attention_logit_range`, :func:`attention_sweep`), their
+  departure from uniform and how much they move with the condition (:func:`attention_departure`,
+  :func:`attention_shift`, :func:`attention_sweep_shifts`).
 - **The data**: how far apart batteries are at one SOC level (:func:`between_battery_spread_mv`),
   two tables of the same rows (:func:`paired_difference_mv`), and how much of an extrapolation
   case lies outside the training range (:func:`outside_training_range`).
@@ -23,7 +26,7 @@ import pandas as pd
 import torch
 
 from battgen.data import FEATURES
-from battgen.model import CVAEConfig, UnitCrossAttention
+from battgen.model import CVAE, CVAEConfig, UnitCrossAttention
 from battgen.protocol import CASES, soc_percent
 from battgen.train import FittedCVAE
 
@@ -42,7 +45,14 @@ __all__ = [
     "attention_stats",
     "attention_logit_range",
     "attention_sweep",
+    "attention_layers",
+    "attention_inputs",
+    "attention_departure",
+    "attention_shift",
+    "attention_sweep_shifts",
 ]
+
+_QUERIES = {"encoder": "h_enc", "decoder": "h_dec"}  # CVAE.hidden key of each attention layer's query
 
 
 def reconstruct(fitted: FittedCVAE, features: np.ndarray, conditions: np.ndarray) -> np.ndarray:
@@ -233,7 +243,7 @@ def attention_stats(maps: np.ndarray) -> dict[str, float]:
     maps = np.asarray(maps, dtype=float)
     Tk = maps.shape[-1]
     ent = -(maps * np.log(np.clip(maps, 1e-300, None))).sum(-1)
-    dev = Tk * maps - 1.0
+    dev = attention_departure(maps)
     sv = np.linalg.svd(dev, compute_uv=False)
     share = np.divide(sv[:, 0] ** 2, (sv**2).sum(-1), out=np.ones(len(sv)), where=(sv**2).sum(-1) > 0)
     return {
@@ -251,12 +261,10 @@ def attention_logit_range(fitted: FittedCVAE, features: np.ndarray, conditions: 
     A spread well below 1 means every row of the map is close to uniform. Returns
     ``{"encoder": ..., "decoder": ...}`` for one-head layers (the decoder reads at the posterior mean).
     """
-    m = fitted.model
-    hid = fitted.hidden(features, conditions)
-    spread = (hid["C"].amax(-1) - hid["C"].amin(-1))[:, None]  # (n, 1)
     out = {}
-    for name, attn, h in (("encoder", m.enc_attn, hid["h_enc"]), ("decoder", m.dec_attn, hid["h_dec"])):
+    for name, (attn, h, C) in attention_inputs(fitted, features, conditions).items():
         s = attention_scalars(attn).iloc[0]
+        spread = (C.amax(-1) - C.amin(-1))[:, None]  # (n, 1)
         out[name] = float(((s["a"] * h + s["c"]).abs() * spread).max())
     return out
 
@@ -284,3 +292,56 @@ def attention_sweep(fitted: FittedCVAE, frame: pd.DataFrame, soc_levels: Sequenc
         out.append({"sweep": sweep, "soc_pct": int(level), "soh": float(row["soh"].iloc[0]), "battery_id": bid,
                     "encoder": maps["encoder"][0], "decoder": maps["decoder"][0]})
     return out
+
+
+def attention_layers(model: CVAE) -> dict[str, UnitCrossAttention]:
+    """The cross-attention layers of a CVAE: ``{"encoder": ..., "decoder": ...}`` (empty for
+    ``conditioning="concat"``, which has none)."""
+    return {half: layer for half, layer in (("encoder", getattr(model, "enc_attn", None)),
+                                            ("decoder", getattr(model, "dec_attn", None))) if layer is not None}
+
+
+@torch.no_grad()
+def attention_inputs(fitted: FittedCVAE, features: np.ndarray,
+                     conditions: np.ndarray) -> dict[str, tuple[UnitCrossAttention, torch.Tensor, torch.Tensor]]:
+    """What each attention layer reads for rows in physical units: ``{half: (layer, query, context)}``.
+
+    The query is the layer's hidden units (the encoder's from ``x``, the decoder's from the
+    posterior mean), the context the condition embedding ``C``; both (n, 64), from
+    :meth:`battgen.train.FittedCVAE.hidden`. Feed them to :func:`attention_agreement` or to the
+    layer itself.
+    """
+    hid = fitted.hidden(features, conditions)
+    return {half: (layer, hid[_QUERIES[half]], hid["C"]) for half, layer in attention_layers(fitted.model).items()}
+
+
+def attention_departure(maps: np.ndarray) -> np.ndarray:
+    """``Tk * att - 1``: the relative departure of attention maps (..., Tq, Tk) from uniform
+    attention (0 where a weight is the uniform ``1 / Tk``, positive where it is larger)."""
+    maps = np.asarray(maps, dtype=float)
+    return maps.shape[-1] * maps - 1.0
+
+
+def attention_shift(before: np.ndarray, after: np.ndarray) -> float:
+    """How much an attention map moves: the mean of ``|Tk * (after - before)|``, in units of the
+    uniform weight ``1 / Tk`` (the mean absolute change of :func:`attention_departure`)."""
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if before.shape != after.shape:
+        raise ValueError(f"maps of different shapes: {before.shape} and {after.shape}")
+    return float(np.abs(attention_departure(after) - attention_departure(before)).mean())
+
+
+def attention_sweep_shifts(sweep: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """How much the maps of an :func:`attention_sweep` move, per layer: ``change_soc`` from the
+    lowest to the highest SOC of the SOC sweep (at the median SOH), ``change_soh`` from the
+    lowest to the highest SOH of the SOH sweep (:func:`attention_shift`)."""
+    def ends(kind: str, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        entries = sorted((e for e in sweep if e["sweep"] == kind), key=lambda e: e[key])
+        if len(entries) < 2:
+            raise ValueError(f"the sweep needs two {kind} entries, got {len(entries)}")
+        return entries[0], entries[-1]
+
+    (soc_lo, soc_hi), (soh_lo, soh_hi) = ends("SOC", "soc_pct"), ends("SOH", "soh")
+    return {half: {"change_soc": attention_shift(soc_lo[half], soc_hi[half]),
+                   "change_soh": attention_shift(soh_lo[half], soh_hi[half])}
+            for half in ("encoder", "decoder")}

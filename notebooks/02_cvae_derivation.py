@@ -37,48 +37,45 @@ progress = False
 # %% [markdown]
 # ## Setup
 #
-# `battgen.analysis.train_config(profile)` sets the epochs in one place: the paper's 50 for the
-# `full` profile, a few for `smoke` (whose numbers only check that the chapter runs). All the
-# generators of this chapter (four battery types times the seeds) are trained in one stacked
-# `battgen.train.fit_generators` call; each fit keeps its own seed, data and optimiser state.
+# `battgen.book.setup_chapter` resolves the profile in one place: the paper's 50 epochs for the
+# `full` profile, a few for `smoke` (whose numbers only check that the chapter runs). The
+# generators of this chapter are the paper's CVAE on the split of case 0
+# (`battgen.evaluation.split.paper_split`), one per battery type and seed, all trained by one
+# `battgen.evaluation.generators.fit_models` call (one stack; each fit keeps its own seed, data
+# and optimiser state), the same fits as the case-0 generators of chapters 3 and 4.
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
-from myst_nb import glue
 
-from battgen import analysis, plotting
-from battgen.data import BATTERIES, FEATURES, load_pulsebat
-from battgen.experiments import CASES, make_fit_job, soc_percent
+from battgen import plotting
+from battgen.book import put, put_many, setup_chapter, source_block
+from battgen.data import BATTERIES, FEATURES
+from battgen.diagnostics import (decoder_variance, feature_errors, latent_usage, reconstruct,
+                                 residual_spectrum)
+from battgen.evaluation.generators import GeneratorSettings, fit_models
+from battgen.evaluation.split import paper_split
 from battgen.io import write_json, write_table
-from battgen.model import CVAE, CVAEConfig, count_parameters
-from battgen.train import fit_generators
+from battgen.model import CVAE, CVAEConfig, count_parameters, loss_terms
+from battgen.protocol import CASES, soc_percent
 
-plotting.use_style()
-out_dir = Path(results_dir) / "02_cvae_derivation"
-CASE = 0
-config = CVAEConfig()
-train = analysis.train_config(profile)
-frames = {b: load_pulsebat(b, pulse_width_s=5, data_dir=data_dir) for b in BATTERIES}
-plan = [(b, seed) for seed in seeds for b in BATTERIES]
-fits = dict(zip(plan, fit_generators([make_fit_job(frames[b], CASE, seed) for b, seed in plan], config, train, progress)))
-first = seeds[0]
+ctx = setup_chapter("02_cvae_derivation", profile=profile, data_dir=data_dir, results_dir=results_dir, seeds=seeds)
+CASE = 0  # measured at 5, 15, 25, 35, 45 and 50 % SOC
+config, train = CVAEConfig(), ctx.profile.train_config()
+frames = ctx.frames(pulse_width_s=5)
 
-
-def put(name, value):
-    """Glue a number for the prose."""
-    glue(name, value if isinstance(value, str) else float(value), display=False)
-
-
-put("epochs", train.epochs)
-put("n_seeds", len(seeds))
-put("n_params", count_parameters(CVAE(config)))
-print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, case {CASE} "
+# %%
+plan = [(b, seed) for seed in ctx.profile.seeds for b in BATTERIES]
+requests = [(paper_split(frames[b], CASE, seed), "paper") for b, seed in plan]
+fits = dict(zip(plan, fit_models(requests, GeneratorSettings(config, train), progress)))
+first = ctx.profile.seeds[0]
+rows = {b: (df[FEATURES].to_numpy(float), df[["soc", "soh"]].to_numpy(float)) for b, df in frames.items()}
+put_many({"epochs": train.epochs, "n_seeds": len(ctx.profile.seeds), "n_params": count_parameters(CVAE(config)),
+          "batch_size": train.batch_size, "lr": train.lr, "case": CASE})
+print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profile.seeds)}, case {CASE} "
       f"(training SOC {', '.join(map(str, CASES[CASE]))} %), {len(fits)} generators")
 
 # %% [markdown]
@@ -147,12 +144,12 @@ print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, case {CAS
 # applies the same formula):
 
 # %%
-display(Markdown(analysis.source_block(CVAE.reparameterize)))
+display(Markdown(source_block(CVAE.reparameterize)))
 
 # %% [markdown]
 # ## The paper's loss and its weights
 #
-# The authors' Keras code (and `CVAE.loss`) minimises, averaged over a mini-batch,
+# The authors' Keras code minimises, averaged over a mini-batch,
 #
 # $$
 # \ell = w_\text{recon} \cdot F \cdot \mathrm{MSE}(x, \hat{x}) + w_\text{KL} \cdot \mathrm{KL},
@@ -184,17 +181,22 @@ display(Markdown(analysis.source_block(CVAE.reparameterize)))
 # $\beta$-VAE with $\beta = 1$ at that noise level; a smaller $s^2$ would weight the
 # reconstruction more. The next sections show what this choice does.
 #
-# The loss and the encoder and decoder, as battgen implements them:
+# The loss battgen trains with is `battgen.model.loss_terms`, below: the trainer
+# (`battgen.train.fit_generators`) calls exactly this function on every mini-batch of every fit,
+# with a weight $w$ per row that is 1 for a real row and 0 for the padding of a fit whose last
+# mini-batch is short, so that the mean runs over the real rows only. `CVAE.loss` is the same
+# function with every row weighted 1. Its first branch is the paper's loss; the second (a KL
+# weight `beta` and a floor of `free_bits` nats) serves the improved generators of chapter 6 and
+# is never taken here. The encoder and decoder follow.
 
 # %%
-put("sigma2", analysis.decoder_variance(config))
-put("sigma_std", np.sqrt(analysis.decoder_variance(config)))
-put("sigma_pct", 100 * np.sqrt(analysis.decoder_variance(config)))
-display(Markdown(analysis.source_block(CVAE.loss)))
+s2 = decoder_variance(config)
+put_many({"sigma2": s2, "sigma_std": np.sqrt(s2), "sigma_pct": 100 * np.sqrt(s2)})
+display(Markdown(source_block(loss_terms)))
 
 # %%
-display(Markdown(analysis.source_block(CVAE.encode)))
-display(Markdown(analysis.source_block(CVAE.decode)))
+display(Markdown(source_block(CVAE.encode)))
+display(Markdown(source_block(CVAE.decode)))
 
 # %% [markdown]
 # The condition $[\mathrm{SOC}, \mathrm{SOH}]$ enters both halves through the same embedding
@@ -205,19 +207,19 @@ display(Markdown(analysis.source_block(CVAE.decode)))
 # ## Training curves
 #
 # Each generator is trained on the rows of case {glue:text}`case:.0f` (all batteries of one type
-# at the six measured SOC levels) for {glue:text}`epochs:.0f` epochs of mini-batches of 32 with
-# Adam at a learning rate of 1e-3, the paper's settings. Below, the per-epoch means of the two
-# terms of the loss, the reconstruction $F \cdot \mathrm{MSE}$ and the KL divergence (log scale),
-# one line per battery type (the band spans the seeds when there are several).
+# at the measured SOC levels) for {glue:text}`epochs:.0f` epochs of mini-batches of
+# {glue:text}`batch_size:.0f` with Adam at a learning rate of {glue:text}`lr:g`, the paper's
+# settings. Below, the per-epoch means of the two terms of the loss, the reconstruction
+# $F \cdot \mathrm{MSE}$ and the KL divergence (log scale), one line per battery type (the band
+# spans the seeds when there are several).
 
 # %%
-put("case", CASE)
 history = pd.concat(
     [pd.DataFrame(fit.history).assign(battery=b, seed=seed, epoch=np.arange(1, train.epochs + 1))
      for (b, seed), fit in fits.items()],
     ignore_index=True,
 )
-write_table(history, out_dir / "training_history.csv")
+write_table(history, ctx.out_dir / "training_history.csv")
 fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))
 for ax, term, title in ((axes[0], "recon", "reconstruction term $F \\cdot$ MSE"), (axes[1], "kl", "KL term (nats)")):
     sns.lineplot(data=history, x="epoch", y=term, errorbar=("pi", 100), ax=ax, **plotting.hue_battery())
@@ -227,10 +229,8 @@ axes[1].get_legend().remove();
 
 # %% tags=["nbval-check-output"]
 last = history[history.epoch == train.epochs].groupby("battery", sort=False)[["recon", "kl"]].agg(["min", "max"])
-put("recon_final_min", last[("recon", "min")].min())
-put("recon_final_max", last[("recon", "max")].max())
-put("kl_final_max", last[("kl", "max")].max())
-put("kl_first_max", history[history.epoch == 1]["kl"].max())
+put_many({"recon_final_min": last[("recon", "min")].min(), "recon_final_max": last[("recon", "max")].max(),
+          "kl_final_max": last[("kl", "max")].max(), "kl_first_max": history[history.epoch == 1]["kl"].max()})
 print(f"after {train.epochs} epochs, over all {len(fits)} fits:")
 print(f"  reconstruction term F*MSE: {last[('recon', 'min')].min():.3f} to {last[('recon', 'max')].max():.3f}")
 print(f"  KL term below 1e-3 nats in every fit: {bool(last[('kl', 'max')].max() < 1e-3)}")
@@ -254,19 +254,15 @@ print(f"  KL term below 1e-3 nats in every fit: {bool(last[('kl', 'max')].max() 
 # latent coordinate sweeps from -3 to +3 (three prior standard deviations) at fixed condition.
 
 # %%
-usage = pd.DataFrame([
-    {"battery": b, "seed": seed,
-     **analysis.latent_usage(fit, frames[b][FEATURES].to_numpy(float), frames[b][["soc", "soh"]].to_numpy(float))}
-    for (b, seed), fit in fits.items()
-])
-write_table(usage, out_dir / "latent_usage.csv")
+usage = pd.DataFrame([{"battery": b, "seed": seed, **latent_usage(fit, *rows[b])}
+                      for (b, seed), fit in fits.items()])
+write_table(usage, ctx.out_dir / "latent_usage.csv")
 shown = usage.assign(battery=usage.battery.map(plotting.label))
 shown.style.format({"kl": "{:.1e}", "mu_std_max": "{:.1e}", "sigma_mean": "{:.4f}", "decoder_range_mv": "{:.2f}"}).hide(axis="index")
 
 # %% tags=["nbval-check-output"]
-put("active_units", usage["active_units"].sum())
-put("decoder_range_mv_max", usage["decoder_range_mv"].max())
-put("sigma_mean_min", usage["sigma_mean"].min())
+put_many({"active_units": usage["active_units"].sum(), "decoder_range_mv_max": usage["decoder_range_mv"].max(),
+          "sigma_mean_min": usage["sigma_mean"].min()})
 print(f"active latent units over all {len(usage)} fits: {int(usage['active_units'].sum())}")
 print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {bool(usage['decoder_range_mv'].max() < 50)}")
 
@@ -296,16 +292,12 @@ print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {b
 # carry the battery-to-battery variation that SOC and SOH do not explain.
 
 # %% tags=["nbval-check-output"]
-spectra = {key: analysis.residual_spectrum(fit, frames[key[0]][FEATURES].to_numpy(float),
-                                           frames[key[0]][["soc", "soh"]].to_numpy(float))
-           for key, fit in fits.items()}
+spectra = {(b, seed): residual_spectrum(fit, *rows[b]) for (b, seed), fit in fits.items()}
 resid = pd.DataFrame([{"battery": b, "seed": seed, "top_eigenvalue": ev[0], "trace": ev.sum()}
                       for (b, seed), ev in spectra.items()])
-write_table(resid, out_dir / "residual_spectrum.csv")
-put("resid_top_max", resid["top_eigenvalue"].max())
-put("resid_trace_max", resid["trace"].max())
-print(f"decoder variance s^2 = {analysis.decoder_variance(config):.2f}; residual variance below it in every fit: "
-      f"{bool(resid['trace'].max() < analysis.decoder_variance(config))}")
+write_table(resid, ctx.out_dir / "residual_spectrum.csv")
+put_many({"resid_top_max": resid["top_eigenvalue"].max(), "resid_trace_max": resid["trace"].max()})
+print(f"decoder variance s^2 = {s2:.2f}; residual variance below it in every fit: {bool(resid['trace'].max() < s2)}")
 
 # %% [markdown]
 # ## Reconstruction of U1 at 35 % and 50 % SOC
@@ -317,8 +309,7 @@ print(f"decoder variance s^2 = {analysis.decoder_variance(config):.2f}; residual
 # perfect reconstruction.
 
 # %%
-recon = {b: analysis.reconstruct(fits[(b, first)], frames[b][FEATURES].to_numpy(float),
-                                 frames[b][["soc", "soh"]].to_numpy(float)) for b in BATTERIES}
+recon = {b: reconstruct(fits[(b, first)], *rows[b]) for b in BATTERIES}
 levels = (35, 50)
 soc_colors = dict(zip(levels, plt.get_cmap(plotting.SOC_CMAP)([0.25, 0.8])))
 fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.6))
@@ -340,13 +331,11 @@ axes[0].legend(fontsize=8);
 
 # %% tags=["nbval-check-output"]
 parity = pd.DataFrame(parity)
-write_table(parity, out_dir / "u1_parity.csv")
-for level in levels:
-    put(f"u1_mape_{level}", parity.loc[parity.soc_pct == level, "mape"].mean())
-put("u1_mae_mv_max", parity["mae_mv"].max())
+write_table(parity, ctx.out_dir / "u1_parity.csv")
+put_many({f"u1_mape_{level}": mape for level, mape in parity.groupby("soc_pct")["mape"].mean().items()})
 lfp = parity[parity.battery == "LFP35"]
-put("lfp_u1_std_measured", lfp["measured_std_mv"].mean())
-put("lfp_u1_std_rebuilt", lfp["reconstructed_std_mv"].mean())
+put_many({"u1_mae_mv_max": parity["mae_mv"].max(), "lfp_u1_std_measured": lfp["measured_std_mv"].mean(),
+          "lfp_u1_std_rebuilt": lfp["reconstructed_std_mv"].mean()})
 print(parity.assign(battery=parity.battery.map(plotting.label)).round(1).to_string(index=False))
 
 # %% [markdown]
@@ -369,11 +358,11 @@ print(parity.assign(battery=parity.battery.map(plotting.label)).round(1).to_stri
 
 # %%
 errors = pd.concat(
-    [analysis.feature_errors(frames[b], recon[b], by=("soc_pct",)).assign(battery=b) for b in BATTERIES],
+    [feature_errors(frames[b], recon[b], by=("soc_pct",)).assign(battery=b) for b in BATTERIES],
     ignore_index=True,
 )
 errors = errors[errors.soc_pct.isin(CASES[CASE])]
-write_table(errors, out_dir / "reconstruction_errors.csv")
+write_table(errors, ctx.out_dir / "reconstruction_errors.csv")
 fig, axes = plt.subplots(1, 4, figsize=(13.0, 5.2))
 for ax, b in zip(axes, BATTERIES):
     grid = errors[errors.battery == b].pivot(index="k", columns="soc_pct", values="mape")
@@ -385,18 +374,16 @@ for ax, b in zip(axes, BATTERIES):
 # %% tags=["nbval-check-output"]
 by_battery = errors.groupby("battery", sort=False)["mape"].mean()
 worst = errors.loc[errors["mape"].idxmax()]
-put("recon_mape_mean", errors["mape"].mean())
-put("recon_mape_worst", worst["mape"])
-put("recon_worst_soc", worst["soc_pct"])
-put("recon_worst_battery", plotting.label(worst["battery"]))
 level_means = errors.groupby(["battery", "soc_pct"], sort=False)["mape"].mean()
 worst_levels = {b: int(level_means[b].idxmax()) for b in BATTERIES}
-put("recon_worst_levels", ", ".join(f"{plotting.label(b)} at {s} %" for b, s in worst_levels.items()))
-write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds), "case": CASE,
-            "decoder_variance": analysis.decoder_variance(config),
+put_many({"recon_mape_mean": errors["mape"].mean(), "recon_mape_worst": worst["mape"], "recon_worst_soc": worst["soc_pct"],
+          "recon_worst_battery": plotting.label(worst["battery"]),
+          "recon_worst_levels": ", ".join(f"{plotting.label(b)} at {s} %" for b, s in worst_levels.items())})
+write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(ctx.profile.seeds), "case": CASE,
+            "decoder_variance": s2,
             "latent_usage": usage.to_dict(orient="records"), "residual": resid.to_dict(orient="records"),
             "u1_parity": parity.to_dict(orient="records"),
-            "reconstruction_mape_by_battery": by_battery.to_dict()}, out_dir / "summary.json")
+            "reconstruction_mape_by_battery": by_battery.to_dict()}, ctx.out_dir / "summary.json")
 print("mean reconstruction MAPE over U1-U21 and the measured levels (%):")
 print(by_battery.rename(index=plotting.label).round(2).to_string())
 

@@ -39,47 +39,47 @@ progress = False
 #
 # Two grids are trained on the 5 s features, all four battery types, the eight cases and the
 # seeds of the profile: the paper's model (`conditioning="attention"`) and the ablation
-# (`conditioning="concat"`). Each grid is one stacked `fit_generators` call
-# (`battgen.analysis.run_grids`); the epochs come from `battgen.analysis.train_config(profile)`
-# (the paper's 50 for `full`, a few for `smoke`, whose numbers only check that the chapter runs).
+# (`conditioning="concat"`). Each grid is one `battgen.evaluation.paper.run_grid_with_models`
+# call (all its generators trained in one stack, the fitted models kept); the epochs come from
+# the profile that `battgen.book.setup_chapter` resolves (the paper's 50 for `full`, a few for
+# `smoke`, whose numbers only check that the chapter runs).
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from myst_nb import glue
 
-from battgen import analysis, plotting
+from battgen import plotting
+from battgen.book import put, put_many, setup_chapter, source_block
 from battgen.data import BATTERIES, FEATURES
-from battgen.experiments import CASES
+from battgen.diagnostics import (attention_agreement, attention_departure, attention_inputs, attention_layers,
+                                 attention_logit_range, attention_scalars, attention_stats, attention_sweep,
+                                 attention_sweep_shifts)
+from battgen.evaluation.paper import (CLAIM_MAPE, PAPER_METHODS, ExperimentConfig, kind_means, phase2_rule,
+                                      run_grid_with_models, summarize)
 from battgen.io import write_json, write_table
 from battgen.model import CVAE, CVAEConfig, UnitCrossAttention, count_parameters, set_seed
+from battgen.protocol import CASES
 
-plotting.use_style()
-out_dir = Path(results_dir) / "03_cross_attention"
-train = analysis.train_config(profile)
+ctx = setup_chapter("03_cross_attention", profile=profile, data_dir=data_dir, results_dir=results_dir, seeds=seeds)
 configs = {"attention": CVAEConfig(conditioning="attention"), "concat": CVAEConfig(conditioning="concat")}
-runs = {name: analysis.run_grids((5,), seeds, model=cfg, train=train, data_dir=data_dir, progress=progress)
+MAP_BATTERY = "NMC2.1"  # the generator whose attention maps are drawn
+ACTIVE_KL = 0.01  # nats: a fit whose last-epoch KL term is above this uses its latent code
+
+# %%
+train, frames, first = ctx.profile.train_config(), ctx.frames(pulse_width_s=5), ctx.profile.seeds[0]
+runs = {name: run_grid_with_models(ExperimentConfig(seeds=ctx.profile.seeds, model=cfg, train=train, data_dir=ctx.data_dir,
+                                                    progress=progress), frames)
         for name, cfg in configs.items()}
 attn_run = runs["attention"]
-first = seeds[0]
-fit0 = {b: attn_run.fitted[(5, b, 0, first)] for b in BATTERIES}  # case 0, first seed
-frames = {b: attn_run.frames[(5, b)] for b in BATTERIES}
-
-
-def put(name, value):
-    """Glue a number (as a plain float) or a text for the prose."""
-    glue(name, value if isinstance(value, str) else float(value), display=False)
-
-
-put("epochs", train.epochs)
-put("n_seeds", len(seeds))
-print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}; "
-      + ", ".join(f"{name}: {len(run.fitted)} generators" for name, run in runs.items()))
+by_split = {(s.labels["battery"], s.labels["case"], s.labels["seed"]): m for s, m in zip(attn_run.splits, attn_run.models)}
+fit0 = {b: by_split[(b, 0, first)] for b in BATTERIES}  # case 0, first seed
+rows = {b: (df[FEATURES].to_numpy(float), df[["soc", "soh"]].to_numpy(float)) for b, df in frames.items()}
+put_many({"epochs": train.epochs, "n_seeds": len(ctx.profile.seeds), "n_batteries": len(fit0)})
+print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profile.seeds)}; "
+      + ", ".join(f"{name}: {len(run.models)} generators" for name, run in runs.items()))
 
 # %% [markdown]
 # ## The 64 embedding units as tokens
@@ -105,7 +105,8 @@ print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}; "
 # Keras computes it:
 
 # %%
-display(Markdown(analysis.source_block(UnitCrossAttention.forward_naive)))
+put("n_params_layer", count_parameters(UnitCrossAttention(configs["attention"].embedding_dim, configs["attention"].num_heads)))
+display(Markdown(source_block(UnitCrossAttention.forward_naive)))
 
 # %% [markdown]
 # ### Four scalars per head
@@ -128,14 +129,14 @@ display(Markdown(analysis.source_block(UnitCrossAttention.forward_naive)))
 # \qquad \alpha = w_v \cdot w_o, \qquad \beta = b_v \cdot w_o + b_o .
 # $$
 #
-# Of the layer's 449 parameters, only four numbers per head, $a$, $c$, $\alpha$ and $\beta$,
+# Of the layer's {glue:text}`n_params_layer:,.0f` parameters, only four numbers per head, $a$, $c$, $\alpha$ and $\beta$,
 # determine what it computes; the 64-dimensional projections are a redundant
 # parameterisation of them. `UnitCrossAttention.forward` computes exactly this, with the
 # softmax read in a few passes over the (64, 64) logits instead of building the
 # (64, 64, 64) products (its docstring repeats the derivation):
 
 # %%
-display(Markdown(analysis.source_block(UnitCrossAttention.forward)))
+display(Markdown(source_block(UnitCrossAttention.forward)))
 
 # %% [markdown]
 # ### Checking forward against forward_naive
@@ -151,29 +152,20 @@ display(Markdown(analysis.source_block(UnitCrossAttention.forward)))
 checks = []
 set_seed(0)
 fresh = UnitCrossAttention(64, 1)
-torch.nn.init.normal_(fresh.query.bias)  # non-zero biases, so that c and beta are exercised
-torch.nn.init.normal_(fresh.key.bias)
-torch.nn.init.normal_(fresh.value.bias)
-checks.append({"layer": "fresh (random biases)", **analysis.attention_agreement(fresh, torch.rand(256, 64), torch.rand(256, 64))})
-with torch.no_grad():
-    for b, fit in fit0.items():
-        m = fit.model
-        x = torch.as_tensor(fit.feature_scaler.transform(frames[b][FEATURES].to_numpy(float)), dtype=torch.float32)
-        c = fit._cond(frames[b][["soc", "soh"]].to_numpy(float))
-        C = m.embed_condition(c)
-        mu, _, _ = m.encode(x, c)
-        for half, attn, h in (("encoder", m.enc_attn, torch.relu(m.enc_hidden(x))),
-                              ("decoder", m.dec_attn, torch.relu(m.dec_hidden(mu)))):
-            checks.append({"layer": f"{plotting.label(b)} {half}", **analysis.attention_agreement(attn, h, C)})
+for bias in (fresh.query.bias, fresh.key.bias, fresh.value.bias):
+    torch.nn.init.normal_(bias)  # non-zero biases, so that c and beta are exercised
+checks.append({"layer": "fresh (random biases)", **attention_agreement(fresh, torch.rand(256, 64), torch.rand(256, 64))})
+for b, fit in fit0.items():  # each trained layer fed with what it reads for every row (FittedCVAE.hidden)
+    for half, (attn, h, C) in attention_inputs(fit, *rows[b]).items():
+        checks.append({"layer": f"{plotting.label(b)} {half}", **attention_agreement(attn, h, C)})
 checks = pd.DataFrame(checks)
-write_table(checks, out_dir / "forward_vs_naive.csv")
+write_table(checks, ctx.out_dir / "forward_vs_naive.csv")
 checks.style.format({k: "{:.1e}" for k in ("output", "attention", "logits", "output_scale")}).hide(axis="index")
 
 # %% tags=["nbval-check-output"]
 worst = checks[["output", "attention", "logits"]].max()
-put("check_output_max", worst["output"])
-put("check_attention_max", worst["attention"])
-put("check_logits_max", worst["logits"])
+put_many({"check_output_max": worst["output"], "check_attention_max": worst["attention"],
+          "check_logits_max": worst["logits"]})
 print(f"forward == forward_naive to 1e-5 on all {len(checks)} layers: {bool(worst.max() < 1e-5)}")
 
 # %% [markdown]
@@ -195,19 +187,20 @@ print(f"forward == forward_naive to 1e-5 on all {len(checks)} layers: {bool(wors
 # $g(s_i; C) \approx \bar{C} + s_i \operatorname{Var}_j(C_j)$: the layer passes the mean and the
 # variance of the embedding's values, and the hidden unit scales the second.
 #
-# The four scalars of the trained layers (case 0, first seed), and the largest spread of the
-# logits along a row, $\max_i |s_i| (\max_j C_j - \min_j C_j)$, over all rows of the type:
+# The four scalars of the trained layers (case 0, first seed), as `UnitCrossAttention.scalars()`
+# computes them, and the largest spread of the logits along a row,
+# $\max_i |s_i| (\max_j C_j - \min_j C_j)$, over all rows of the type:
 
 # %%
 scalars = []
 for b, fit in fit0.items():
-    spread = analysis.attention_logit_range(fit, frames[b][FEATURES].to_numpy(float), frames[b][["soc", "soh"]].to_numpy(float))
-    for half, attn in (("encoder", fit.model.enc_attn), ("decoder", fit.model.dec_attn)):
-        row = analysis.attention_scalars(attn).iloc[0]
-        scalars.append({"battery": plotting.label(b), "layer": half, "a": row["a"], "c": row["c"],
-                        "alpha": row["alpha"], "beta": row["beta"], "logit_spread": spread[half]})
+    spread = attention_logit_range(fit, *rows[b])
+    for half, attn in attention_layers(fit.model).items():
+        row = attention_scalars(attn).iloc[0]  # UnitCrossAttention.scalars() of the one head
+        scalars.append({"battery": plotting.label(b), "layer": half, **row[["a", "c", "alpha", "beta"]],
+                        "logit_spread": spread[half]})
 scalars = pd.DataFrame(scalars)
-write_table(scalars, out_dir / "attention_scalars.csv")
+write_table(scalars, ctx.out_dir / "attention_scalars.csv")
 put("logit_spread_max", scalars["logit_spread"].max())
 scalars.round(3)
 
@@ -228,15 +221,14 @@ scalars.round(3)
 # scales.
 
 # %%
-map_battery = "NMC2.1"
-put("map_battery", plotting.label(map_battery))
-sweep = analysis.attention_sweep(fit0[map_battery], frames[map_battery])
+put("map_battery", plotting.label(MAP_BATTERY))
+sweep = attention_sweep(fit0[MAP_BATTERY], frames[MAP_BATTERY])
 fig, axes = plt.subplots(2, len(sweep), figsize=(15.0, 6.4), sharex=True, sharey=True, layout="constrained")
 for row, half in enumerate(("encoder", "decoder")):
-    limit = max(np.abs(64 * entry[half] - 1).max() for entry in sweep)  # one colour scale per layer
+    limit = max(np.abs(attention_departure(entry[half])).max() for entry in sweep)  # one colour scale per layer
     for col, entry in enumerate(sweep):
         ax = axes[row, col]
-        im = ax.imshow(64 * entry[half] - 1, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        im = ax.imshow(attention_departure(entry[half]), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.grid(False)
         if row == 0:
             ax.set_title(f"SOC {entry['soc_pct']} %, SOH {entry['soh']:.3f}", fontsize=9)
@@ -263,20 +255,15 @@ for row, half in enumerate(("encoder", "decoder")):
 # %%
 stats = []
 for b, fit in fit0.items():
-    maps = fit.attention(frames[b][FEATURES].to_numpy(float), frames[b][["soc", "soh"]].to_numpy(float))
-    sw = analysis.attention_sweep(fit, frames[b])
-    soc_lo, soc_hi, soh_lo, soh_hi = sw[0], sw[2], sw[3], sw[4]
+    maps = fit.attention(*rows[b])
+    shifts = attention_sweep_shifts(attention_sweep(fit, frames[b]))  # SOC 5 -> 50 %, SOH lowest -> highest
     for half in ("encoder", "decoder"):
-        stats.append({"battery": plotting.label(b), "layer": half, **analysis.attention_stats(maps[half]),
-                      "change_soc_5_to_50": float(np.abs(64 * (soc_hi[half] - soc_lo[half])).mean()),
-                      "change_soh_low_to_high": float(np.abs(64 * (soh_hi[half] - soh_lo[half])).mean())})
+        stats.append({"battery": plotting.label(b), "layer": half, **attention_stats(maps[half]), **shifts[half]})
 stats = pd.DataFrame(stats)
-write_table(stats, out_dir / "attention_stats.csv")
-put("entropy_ratio_min", stats["entropy_ratio"].min())
-put("max_weight_max", stats["max_weight_x_tk"].max())
-put("rank1_min", stats["rank1_share"].min())
+write_table(stats, ctx.out_dir / "attention_stats.csv")
 dec = stats[stats.layer == "decoder"]
-put("n_soc_dominates", (dec["change_soc_5_to_50"] > dec["change_soh_low_to_high"]).sum())
+put_many({"entropy_ratio_min": stats["entropy_ratio"].min(), "max_weight_max": stats["max_weight_x_tk"].max(),
+          "rank1_min": stats["rank1_share"].min(), "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
 stats.round(4)
 
 # %% tags=["nbval-check-output"]
@@ -288,7 +275,7 @@ print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['
 # largest weight exceeds {glue:text}`max_weight_max:.2f` times the uniform $1/64$, and at least
 # {glue:text}`rank1_min:.3%` of each departure from uniform is one outer product. In the decoder
 # the map moves more from 5 to 50 % SOC than from the lowest to the highest SOH for
-# {glue:text}`n_soc_dominates:.0f` of the 4 battery types. Reading the maps as hidden units that
+# {glue:text}`n_soc_dominates:.0f` of the {glue:text}`n_batteries:.0f` battery types. Reading the maps as hidden units that
 # each attend to particular condition units would over-interpret them: the trained attention is
 # an almost uniform average of the embedding with a rank-one tilt.
 #
@@ -305,15 +292,14 @@ print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['
 # error bars span the seeds.
 
 # %%
-put("n_params_attention", count_parameters(CVAE(configs["attention"])))
-put("n_params_concat", count_parameters(CVAE(configs["concat"])))
+put_many({f"n_params_{name}": count_parameters(CVAE(cfg)) for name, cfg in configs.items()})
 results = pd.concat([run.results.assign(conditioning=name) for name, run in runs.items()], ignore_index=True)
-results = results[results.method.isin(analysis.PAPER_METHODS)]
-write_table(results, out_dir / "ablation_results.csv")
-cells = pd.concat([analysis.case_means(analysis.phase2_rule(run.results)).assign(conditioning=name)
-                   for name, run in runs.items()], ignore_index=True)
-phase1 = analysis.case_means(attn_run.results[attn_run.results.method == "phase1"])
-write_table(cells, out_dir / "ablation_cells.csv")
+results = results[results.method.isin(PAPER_METHODS)]
+write_table(results, ctx.out_dir / "ablation_results.csv")
+cells = pd.concat([summarize(phase2_rule(run.results)).assign(conditioning=name) for name, run in runs.items()],
+                  ignore_index=True)
+phase1 = summarize(attn_run.results[attn_run.results.method == "phase1"])
+write_table(cells, ctx.out_dir / "ablation_cells.csv")
 fig, axes = plt.subplots(1, 4, figsize=(14.0, 3.8), sharey=False)
 width = 0.38
 for ax, b in zip(axes, BATTERIES):
@@ -325,42 +311,35 @@ for ax, b in zip(axes, BATTERIES):
                     fmt="none", ecolor="0.2", lw=0.8, capsize=2)
     p1 = phase1[phase1.battery == b].set_index("case").loc[list(CASES)]
     ax.plot(np.arange(len(CASES)), p1["mape"], "k_", ms=12, mew=1.5, label="Phase 1")
-    ax.axhline(analysis.CLAIM_MAPE, color="0.3", ls=":", lw=1)
+    ax.axhline(CLAIM_MAPE, color="0.3", ls=":", lw=1)
     ax.set(title=plotting.label(b), xticks=np.arange(len(CASES)), xlabel="case", ylabel="Phase-2 MAPE (%)" if ax is axes[0] else "")
 axes[0].legend(fontsize=8);
 
 # %% tags=["nbval-check-output"]
-wide = cells.pivot_table(index=["battery", "case"], columns="conditioning", values="mape")
+wide = cells.pivot_table(index=["battery", "kind", "case"], columns="conditioning", values="mape")
+concat_better = wide["concat"] < wide["attention"]  # per battery x case cell
 means = cells.groupby("conditioning")["mape"].mean()
-put("ablation_attention_mean", means["attention"])
-put("ablation_concat_mean", means["concat"])
-put("ablation_concat_better", (wide["concat"] < wide["attention"]).sum())
-put("ablation_cells", len(wide))
-kinds = pd.concat([analysis.kind_means(analysis.phase2_rule(run.results)).assign(conditioning=name)
-                   for name, run in runs.items()])
+put_many({f"ablation_{name}_mean": value for name, value in means.items()})
+put_many({"ablation_concat_better": concat_better.sum(), "ablation_cells": len(wide)})
+kinds = pd.concat([kind_means(phase2_rule(run.results)).assign(conditioning=name) for name, run in runs.items()])
 table = kinds.pivot_table(index=["battery", "kind"], columns="conditioning", values="mape").reindex(
     pd.MultiIndex.from_product([list(BATTERIES), ["interpolation", "extrapolation"]]))
 table.index = [f"{plotting.label(b)}, {k}" for b, k in table.index]
-write_table(table.reset_index(names="battery_kind"), out_dir / "ablation_summary.csv")
+write_table(table.reset_index(names="battery_kind"), ctx.out_dir / "ablation_summary.csv")
 print("mean Phase-2 MAPE (%) over the cases of each kind (paper's Phase 2):")
 print(table.round(2).to_string())
 
 # %%
-final_kl = {name: np.array([f.history["kl"][-1] for f in run.fitted.values()]) for name, run in runs.items()}
-concat_kl = float(final_kl["concat"].max())
-put("concat_kl_max", concat_kl)
-put("concat_active_fits", (final_kl["concat"] > 0.01).sum())
-put("attention_active_fits", (final_kl["attention"] > 0.01).sum())
-put("n_fits", len(final_kl["concat"]))
-for (name, kind), value in cells.groupby(["conditioning", "kind"])["mape"].mean().items():
-    put(f"ablation_{name}_{kind[:6]}", value)
-for kind in ("interpolation", "extrapolation"):
-    sub = cells[cells.kind == kind].pivot_table(index=["battery", "case"], columns="conditioning", values="mape")
-    put(f"ablation_concat_better_{kind[:6]}", (sub["concat"] < sub["attention"]).sum())
-write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds),
+final_kl = {name: np.array([f.history["kl"][-1] for f in run.models]) for name, run in runs.items()}
+put_many({f"{name}_active_fits": (kl > ACTIVE_KL).sum() for name, kl in final_kl.items()})
+put_many({"concat_kl_max": final_kl["concat"].max(), "n_fits": len(final_kl["concat"]), "active_kl": ACTIVE_KL})
+put_many({f"ablation_{name}_{kind[:6]}": value for (name, kind), value in cells.groupby(["conditioning", "kind"])["mape"].mean().items()})
+put_many({f"ablation_concat_better_{kind[:6]}": n for kind, n in concat_better.groupby("kind").sum().items()})
+put_many({f"ablation_cells_{kind[:6]}": n for kind, n in concat_better.groupby("kind").size().items()})
+write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(ctx.profile.seeds),
             "forward_vs_naive": worst.to_dict(), "logit_spread_max": float(scalars["logit_spread"].max()),
-            "mean_phase2_mape": means.to_dict(), "concat_better_cells": int((wide["concat"] < wide["attention"]).sum()),
-            "cells": int(len(wide)), "concat_kl_max": concat_kl}, out_dir / "summary.json");
+            "mean_phase2_mape": means.to_dict(), "concat_better_cells": int(concat_better.sum()),
+            "cells": int(len(wide)), "concat_kl_max": float(final_kl["concat"].max())}, ctx.out_dir / "summary.json");
 
 # %% [markdown]
 # With the paper's Phase 2, the mean MAPE over all {glue:text}`ablation_cells:.0f` battery x
@@ -369,12 +348,13 @@ write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds),
 # {glue:text}`ablation_concat_better:.0f` of the {glue:text}`ablation_cells:.0f` cells. By kind,
 # attention against concatenation: {glue:text}`ablation_attention_interp:.2f` % against
 # {glue:text}`ablation_concat_interp:.2f` % in interpolation
-# ({glue:text}`ablation_concat_better_interp:.0f` of 16 cells better with concatenation), and
+# ({glue:text}`ablation_concat_better_interp:.0f` of {glue:text}`ablation_cells_interp:.0f` cells better with
+# concatenation), and
 # {glue:text}`ablation_attention_extrap:.2f` % against {glue:text}`ablation_concat_extrap:.2f` % in
-# extrapolation ({glue:text}`ablation_concat_better_extrap:.0f` of 16). The concatenating model
+# extrapolation ({glue:text}`ablation_concat_better_extrap:.0f` of {glue:text}`ablation_cells_extrap:.0f`). The concatenating model
 # has {glue:text}`n_params_concat:,.0f` parameters against {glue:text}`n_params_attention:,.0f`.
 # Its latent space does not always collapse: {glue:text}`concat_active_fits:.0f` of its
-# {glue:text}`n_fits:.0f` fits end with a KL term above 0.01 nats (largest
+# {glue:text}`n_fits:.0f` fits end with a KL term above {glue:text}`active_kl:.2f` nats (largest
 # {glue:text}`concat_kl_max:.2f`), against {glue:text}`attention_active_fits:.0f` of the
 # attention fits (presumably because the condition reaches the layers that make $z_\mu$ and the
 # output directly, not only through a near-uniform average). So the attention is
@@ -385,10 +365,9 @@ write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds),
 #
 # - The 64 embedding units are 64 tokens of size 1. With size-1 tokens the attention logits are
 #   $C_j (a h_i + c)$ plus row constants, and the output is
-#   $\alpha \sum_j \mathrm{att}_{ij} C_j + \beta$: four scalars per head govern a 449-parameter
-#   layer. battgen's factorised
-#   `forward` equals the textbook `forward_naive` to {glue:text}`check_output_max:.0e` on fresh
-#   and trained layers.
+#   $\alpha \sum_j \mathrm{att}_{ij} C_j + \beta$: four scalars per head govern a
+#   {glue:text}`n_params_layer:,.0f`-parameter layer. battgen's factorised `forward` equals the
+#   textbook `forward_naive` to {glue:text}`check_output_max:.0e` on fresh and trained layers.
 # - Each hidden unit reads a soft mean/maximum/minimum of the condition embedding's values; the
 #   hidden unit only sets the temperature. In the trained generators the logits spread by at
 #   most {glue:text}`logit_spread_max:.2f`, so the 64 x 64 maps are within
