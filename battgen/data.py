@@ -292,9 +292,9 @@ def _ids(raw: pd.DataFrame, btype: BatteryType) -> tuple[pd.Series, pd.Series]:
 
 
 def _read_table(path: Path, btype: BatteryType, pulse_width_s: int) -> pd.DataFrame:
-    sheets = pd.ExcelFile(path).sheet_names
-    sheet = "SOC ALL" if "SOC ALL" in sheets else sheets[0]
-    raw = pd.read_excel(path, sheet_name=sheet, keep_default_na=False, na_values=[""])
+    with pd.ExcelFile(path) as book:
+        sheet = "SOC ALL" if "SOC ALL" in book.sheet_names else book.sheet_names[0]
+        raw = pd.read_excel(book, sheet_name=sheet, keep_default_na=False, na_values=[""])
     return raw.rename(columns={k: v for k, v in _RENAME.items() if k in raw.columns and v not in raw.columns})
 
 
