@@ -11,7 +11,8 @@ import torch
 
 import battgen
 from battgen.data import FEATURES, load_pulsebat
-from battgen.estimator import SOHEstimator, check_pulses, fit_estimators
+from battgen.estimator import ESTIMATOR_GENERATORS, SOHEstimator, check_pulses, fit_estimators
+from battgen.evaluation.split import derive_seed
 
 MEASURED = (5, 25, 50)
 
@@ -66,6 +67,19 @@ def test_same_random_state_same_model(data, fitted) -> None:
     np.testing.assert_array_equal(again.predict(test[FEATURES]), fitted["residual"].predict(test[FEATURES]))
     other = SOHEstimator(generator="residual", epochs=2, random_state=4).fit(train)
     assert not np.array_equal(other.train_X_, fitted["residual"].train_X_)
+
+
+def test_every_random_stream_derives_from_random_state(fitted, data) -> None:
+    """The one seed convention: the estimator's split key is (random_state,) (battgen.evaluation.split.derive_seed)."""
+    assert fitted["interpolation"].forest_.random_state == derive_seed(3, "forest")
+    assert fitted["residual"].generator_.provenance["seed"] == derive_seed(3, "fit", "residual")
+    assert fitted["cvae"].generator_.provenance["seed"] == derive_seed(3, "fit", "paper")
+    assert fitted["interpolation"].generator_ is None
+    train, test = data
+    plain = SOHEstimator(generator="none", random_state=3).fit(train)
+    assert plain.generated_soc_ == [] and plain.generator_ is None
+    np.testing.assert_array_equal(plain.train_X_, train[FEATURES].to_numpy(float))  # the measured rows only
+    assert "none" in ESTIMATOR_GENERATORS and ESTIMATOR_GENERATORS[0] == SOHEstimator().generator
 
 
 @pytest.mark.parametrize("gen", ["residual", "cvae", "interpolation"])

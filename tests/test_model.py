@@ -1,10 +1,11 @@
-"""battgen.model: the paper's structure, shapes, parameter count and the attention maths."""
+"""battgen.model: the paper's structure, shapes, parameter count, the attention maths and the one loss function."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from battgen.model import CVAE, CVAEConfig, UnitCrossAttention, _SoftmaxRead, count_parameters, set_seed
+from battgen.model import CVAE, CVAEConfig, UnitCrossAttention, _SoftmaxRead, count_parameters, loss_terms, set_seed
 
 
 def test_parameter_count_matches_the_keras_model() -> None:
@@ -87,3 +88,65 @@ def test_set_seed_makes_initialisation_repeatable() -> None:
     set_seed(3)
     b = CVAE().state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cvae_loss_is_loss_terms_with_unit_weights(dtype) -> None:
+    """CVAE.loss calls loss_terms with w = ones: the same operations in the same order, so equal to the last bit."""
+    gen = torch.Generator().manual_seed(0)
+    for cfg in (CVAEConfig(), CVAEConfig(w_recon=1.0, w_kl=0.25, latent_dim=3)):
+        model = CVAE(cfg)
+        x, x_hat = torch.rand(7, 21, generator=gen, dtype=dtype), torch.rand(7, 21, generator=gen, dtype=dtype)
+        mu = torch.randn(7, cfg.latent_dim, generator=gen, dtype=dtype)
+        logvar = torch.randn(7, cfg.latent_dim, generator=gen, dtype=dtype)
+        terms = model.loss(x, x_hat, mu, logvar)
+        ref = loss_terms(cfg, x, x_hat, mu, logvar, torch.ones(7, dtype=dtype))
+        assert ref.shape == (3,) and ref.dtype == dtype
+        assert torch.equal(torch.stack([terms["loss"], terms["recon"], terms["kl"]]), ref)
+
+
+def test_loss_terms_weights_padding_and_free_bits() -> None:
+    gen = torch.Generator().manual_seed(1)
+    cfg = CVAEConfig()
+    x, x_hat = torch.rand(5, 21, generator=gen), torch.rand(5, 21, generator=gen)
+    mu, logvar = torch.randn(5, 2, generator=gen), torch.randn(5, 2, generator=gen)
+    full = loss_terms(cfg, x[:3], x_hat[:3], mu[:3], logvar[:3], torch.ones(3))
+    padded = loss_terms(cfg, x, x_hat, mu, logvar, torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]))  # rows 4-5 are padding
+    torch.testing.assert_close(padded, full, rtol=1e-6, atol=0)  # zeros join the sums: same value up to rounding
+    # free bits: the batch-mean KL of each latent dimension is floored; the reported KL is not
+    kl_dims = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).mean(0)
+    floor = float(kl_dims.max()) + 1.0
+    fb = loss_terms(cfg, x, x_hat, mu, logvar, torch.ones(5), free_bits=floor)
+    torch.testing.assert_close(fb[0], cfg.w_recon * fb[1] + cfg.w_kl * 2 * floor)
+    torch.testing.assert_close(fb[2], kl_dims.sum())
+    half = loss_terms(cfg, x, x_hat, mu, logvar, torch.ones(5), beta=torch.tensor(0.5))
+    torch.testing.assert_close(half[0], cfg.w_recon * half[1] + 0.5 * cfg.w_kl * half[2])
+
+
+def test_attention_scalars_and_logits_are_the_layers() -> None:
+    set_seed(2)
+    att = UnitCrossAttention(key_dim=8, num_heads=2)
+    for p in att.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    q, ctx = torch.rand(3, 6), torch.rand(3, 5)
+    with torch.no_grad():
+        a, c, alpha, beta = att.scalars()
+        logits = att.logits(q, ctx)
+    assert a.shape == c.shape == alpha.shape == (2,) and beta.shape == (1,)
+    assert logits.shape == (3, 2, 6, 5)
+    # along the context axis the logits are C_j (a h_i + c) up to a per-row constant
+    factored = ctx[:, None, None, :] * (a[None, :, None, None] * q[:, None, :, None] + c[None, :, None, None])
+    centred = (logits - logits.mean(-1, keepdim=True)) - (factored - factored.mean(-1, keepdim=True))
+    assert float(centred.abs().max()) < 1e-5
+
+
+def test_hidden_returns_what_attention_reads() -> None:
+    set_seed(4)
+    model = CVAE()
+    x, c = torch.rand(4, 21), torch.rand(4, 2)
+    with torch.no_grad():
+        hid = model.hidden(x, c)
+        mu, _, _ = model.encode(x, c)
+        torch.testing.assert_close(hid["C"], model.embed_condition(c), rtol=0, atol=0)
+    assert set(hid) == {"C", "h_enc", "mu", "h_dec"}
+    assert hid["h_enc"].shape == hid["h_dec"].shape == (4, 64) and torch.equal(hid["mu"], mu)
