@@ -2,7 +2,7 @@
 
 from battgen.data import BATTERIES, FEATURES, load_pulsebat
 
-__version__ = "0.1.0"
+from battgen._version import __version__
 __all__ = ["BATTERIES", "FEATURES", "SOHEstimator", "load_pulsebat", "__version__"]
 
 

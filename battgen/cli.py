@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from battgen import __version__
+    from battgen._version import __version__
 
     return __version__
 

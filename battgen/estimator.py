@@ -201,7 +201,7 @@ class SOHEstimator:
             raise RuntimeError("fit the estimator before saving it")
         import sklearn
 
-        from battgen import __version__
+        from battgen._version import __version__
 
         probe = self._probe()
         payload: dict[str, Any] = {

@@ -334,7 +334,7 @@ def fit_generators(
         model.eval()
         per_epoch = history[slot, : steps[m]].view(E, -1, 3).mean(dim=1).numpy()  # (E, 3)
         hist = {name: per_epoch[:, i].astype(float).tolist() for i, name in enumerate(["loss", "recon", "kl"])}
-        prov = {"seed": jobs[m].seed, "n_train": int(sizes[m]), **jobs[m].provenance}
+        prov = {**jobs[m].provenance, "seed": jobs[m].seed, "n_train": int(sizes[m])}  # the fit's own seed always wins
         fitted[m] = FittedCVAE(model, f_scalers[m], c_scalers[m], tc, hist, prov)
     return fitted  # type: ignore[return-value]
 

@@ -241,13 +241,11 @@ def test_fit_models_trains_every_request_with_its_stream() -> None:
 # =========================================================================== the scoring core
 
 
-@pytest.mark.xfail(strict=True, reason="package bug: FitJob.provenance (the split's labels, whose 'seed' is the "
-                   "protocol seed) overrides the fit's own seed in FittedCVAE.provenance['seed'] (battgen/train.py, "
-                   "fit_generators; battgen/evaluation/generators.py, Fit.job)")
 def test_a_protocol_fit_records_the_seed_it_was_trained_with() -> None:
     s = paper_split(toy_frame(), 1, 0)
     fitted = fit_models([(s, "paper")], GeneratorSettings(train=TrainConfig(epochs=1)), progress=False)[0]
     assert fitted.provenance["seed"] == s.seed("fit", "paper")
+    assert fitted.provenance["split_seed"] == 0  # the protocol's seed, kept under its own name
 
 
 def test_constant_predictions() -> None:

@@ -71,6 +71,6 @@ def _rewrite_glue_pages(app, env, added, changed, removed) -> list[str]:
 def setup(app) -> dict[str, Any]:
     app.connect("config-inited", _require_executed, priority=100)
     app.connect("env-get-outdated", _rewrite_glue_pages)
-    from battgen import __version__
+    from battgen._version import __version__
 
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -93,7 +93,7 @@ class Fit:
         rows = loo_interpolation_residuals(split.train) if self.residuals else split.train
         return FitJob(rows[FEATURES].to_numpy(float), rows[["soc", "soh"]].to_numpy(float), split.seed("fit", self.name),
                       extra_conditions=split.conditions if len(split.conditions) else None,
-                      provenance={**split.labels, "generator": self.name},
+                      provenance={**{("split_seed" if k == "seed" else k): v for k, v in split.labels.items()}, "generator": self.name},
                       feature_bounds=tuple(feature_bounds) if self.bounded else None)
 
 
