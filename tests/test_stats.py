@@ -189,3 +189,38 @@ def test_verdicts_honour_the_families_and_the_grouping(results: pd.DataFrame) ->
     # one cell per battery when the kinds are pooled; units average both cases of battery A
     pooled = verdicts(results, by=("battery",)).set_index("battery")
     assert list(pooled.index) == ["A", "B"] and pooled.loc["B", "verdict"] == "baseline better"
+
+
+# --------------------------------------------------------------------------- cluster bootstrap
+
+
+def test_cluster_bootstrap_is_wider_than_a_row_bootstrap_when_batteries_share_an_effect() -> None:
+    from battgen.evaluation.stats import cluster_bootstrap
+
+    rng = np.random.default_rng(0)
+    battery_effect = rng.normal(0, 2.0, size=12)  # 12 batteries, a strong shared effect
+    clusters = np.repeat(np.arange(12), 10)  # 10 pulses each
+    values = 5.0 + battery_effect[clusters] + rng.normal(0, 0.3, size=clusters.size)
+    m, lo, hi = cluster_bootstrap(values, clusters, seed=1)
+    m_row, lo_row, hi_row = bootstrap_ci(values, seed=1)
+    assert m == pytest.approx(values.mean()) == pytest.approx(m_row)
+    assert (hi - lo) > 2.5 * (hi_row - lo_row)  # ~sqrt(10): ten alike rows count as one battery
+
+
+def test_cluster_bootstrap_matches_a_row_bootstrap_when_every_row_is_its_own_cluster() -> None:
+    from battgen.evaluation.stats import cluster_bootstrap
+
+    values = np.random.default_rng(3).normal(size=40)
+    a = cluster_bootstrap(values, np.arange(40), seed=5)
+    b = bootstrap_ci(values, seed=5, n_boot=5000)
+    assert a[0] == pytest.approx(b[0])
+    assert abs((a[2] - a[1]) - (b[2] - b[1])) < 0.15 * (b[2] - b[1])
+
+
+def test_cluster_bootstrap_edge_cases() -> None:
+    from battgen.evaluation.stats import cluster_bootstrap
+
+    assert cluster_bootstrap([1.0, 3.0], ["a", "a"]) == (2.0, 2.0, 2.0)  # one battery: no spread to resample
+    assert np.isnan(cluster_bootstrap([np.nan], ["a"])[0])
+    with pytest.raises(ValueError, match="shape"):
+        cluster_bootstrap([1.0, 2.0], ["a"])

@@ -19,6 +19,7 @@ from battgen.evaluation.leakfree import BASELINE_METHODS, GENERATOR_METHODS
 __all__ = [
     "t_interval",
     "bootstrap_ci",
+    "cluster_bootstrap",
     "unit_means",
     "summarize_leakfree",
     "paired_differences",
@@ -56,6 +57,35 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int 
     if degenerate is not None:
         return degenerate
     boots = np.random.default_rng(seed).choice(v, size=(n_boot, v.size), replace=True).mean(axis=1)
+    lo, hi = np.quantile(boots, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return (m, float(lo), float(hi))
+
+
+def cluster_bootstrap(values: Sequence[float], clusters: Sequence, confidence: float = 0.95, n_boot: int = 5000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``values`` with a percentile interval that resamples *clusters*.
+
+    Rows that share a cluster (a physical battery: its pulses at every SOC level, its repeated
+    seeds and folds) are not independent, so the bootstrap draws whole clusters with replacement
+    and recomputes the mean over all their rows. With one cluster the interval has zero width;
+    the interval is wider than a row-level one whenever rows of a cluster are alike.
+    """
+    v = np.asarray(values, dtype=float)
+    c = np.asarray(clusters)
+    if v.shape != c.shape:
+        raise ValueError(f"values and clusters differ in shape: {v.shape} vs {c.shape}")
+    keep = np.isfinite(v)
+    v, c = v[keep], c[keep]
+    if v.size == 0:
+        return (np.nan, np.nan, np.nan)
+    codes, uniques = pd.factorize(c)
+    sums = np.bincount(codes, weights=v)  # (k,)
+    counts = np.bincount(codes).astype(float)  # (k,)
+    m = float(v.mean())
+    if len(uniques) < 2:
+        return (m, m, m)
+    idx = np.random.default_rng(seed).integers(0, len(uniques), size=(n_boot, len(uniques)))  # (n_boot, k)
+    boots = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     lo, hi = np.quantile(boots, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return (m, float(lo), float(hi))
 
