@@ -144,51 +144,98 @@ def test_best_baseline_ignores_generators(results: pd.DataFrame) -> None:
     assert (only["method"] == "phase1").all()
 
 
-# --------------------------------------------------------------------------- verdicts
+# --------------------------------------------------------------------------- verdicts (battery level, cross-fitted)
+
+CELL_EFFECT = np.linspace(-1.0, 1.0, 12)  # 12 physical batteries per type, an effect shared by every method
+CELL_NOISE = np.array([0.8, -0.8, 0.4, -0.4, 0.6, -0.6, 0.2, -0.2, 0.1, -0.1, 0.3, -0.3])  # mean 0
 
 
-def test_verdicts_on_known_cells(results: pd.DataFrame) -> None:
-    v = verdicts(results)
-    assert list(v.columns) == ["battery", "kind", "best_baseline", "baseline_mape", "best_generator", "generator_mape",
-                               "paper_cvae_mape", "diff", "diff_low", "diff_high", "verdict"]
+def cell_table(cells: dict[tuple[str, str, int], dict[str, tuple[float, float]]]) -> pd.DataFrame:
+    """Battery-level rows: ``cells[(battery, kind, case)][method] = (mean, noise scale)``; battery i is
+    tested in fold i % 3 of every seed, at two levels, with MAPE mean + CELL_EFFECT[i] + scale * CELL_NOISE[i]."""
+    rows = []
+    for (battery, kind, case), methods in cells.items():
+        for seed in range(2):
+            for i in range(12):
+                for level in (10, 20):
+                    for method, (mean, scale) in methods.items():
+                        rows.append({"battery": battery, "kind": kind, "case": case, "seed": seed, "fold": i % 3,
+                                     "cell": f"{battery}{i}", "test_soc": level, "method": method, "n_test": 1,
+                                     "mape": mean + CELL_EFFECT[i] + scale * CELL_NOISE[i]})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def cell_results() -> pd.DataFrame:
+    return cell_table(CELLS)
+
+
+def test_verdicts_on_known_cells(cell_results: pd.DataFrame) -> None:
+    v = verdicts(cell_results)
+    assert list(v.columns) == ["battery", "kind", "baseline", "baseline_mape", "generator", "generator_mape", "diff",
+                               "diff_low", "diff_high", "n_batteries", "verdict"]
     v = v.set_index(["battery", "kind"])
-    assert len(v) == 3 and set(v["verdict"]) <= set(VERDICTS)
+    assert len(v) == 3 and set(v["verdict"]) <= set(VERDICTS) and (v["n_batteries"] == 12).all()
 
     better = v.loc[("A", "interpolation")]
-    assert (better["best_baseline"], better["best_generator"], better["verdict"]) == (
+    assert (better["baseline"], better["generator"], better["verdict"]) == (
         "baseline_interpolation", "phase2_paper", "generation helps")
-    assert better["baseline_mape"] == pytest.approx(5.4) and better["generator_mape"] == pytest.approx(2.4)
-    assert better["paper_cvae_mape"] == pytest.approx(2.4) and better["diff"] == pytest.approx(-3.0)
-    assert (better["diff_low"], better["diff_high"]) == pytest.approx(t_interval(-3.0 + 0.1 * JITTER)[1:])
+    assert better["baseline_mape"] == pytest.approx(5.0) and better["generator_mape"] == pytest.approx(2.0)
+    assert better["diff"] == pytest.approx(-3.0) and better["diff_high"] < 0
 
     worse = v.loc[("B", "interpolation")]
-    assert (worse["best_baseline"], worse["best_generator"], worse["verdict"]) == (
+    assert (worse["baseline"], worse["generator"], worse["verdict"]) == (
         "baseline_interpolation", "phase2_cvae_plus", "baseline better")
     assert worse["diff"] == pytest.approx(3.0) and worse["diff_low"] > 0
-    assert worse["paper_cvae_mape"] == pytest.approx(7.4)  # reported even when it is not the best generator
 
     tie = v.loc[("A", "extrapolation")]
-    assert (tie["best_baseline"], tie["best_generator"], tie["verdict"]) == (
+    assert (tie["baseline"], tie["generator"], tie["verdict"]) == (
         "baseline_interpolation", "phase2_residual", "no clear difference")
     assert tie["diff_low"] < 0 < tie["diff_high"] and tie["diff"] == pytest.approx(0.0, abs=1e-12)
-    assert np.isnan(tie["paper_cvae_mape"])  # no phase2_paper rows in that cell
 
 
-def test_verdicts_honour_the_families_and_the_grouping(results: pd.DataFrame) -> None:
+def test_verdicts_honour_the_families_and_the_grouping(cell_results: pd.DataFrame) -> None:
     assert VERDICTS == ("generation helps", "baseline better", "no clear difference")
     assert set(BASELINE_METHODS) == {"baseline_constant", "phase1", "baseline_interpolation", "baseline_soc_input"}
     assert "phase2_paper" in GENERATOR_METHODS
-    # without interpolation among the baselines, phase1 (8.4 %) is the one to beat: even the worst cell's generator wins
-    v = verdicts(results, baselines=("baseline_constant", "phase1")).set_index(["battery", "kind"])
-    assert (v["best_baseline"] == "phase1").all() and (v["verdict"] == "generation helps").all()
+    # without interpolation among the baselines, phase1 (8 %) is the one to beat: every cell's generator wins
+    v = verdicts(cell_results, baselines=("baseline_constant", "phase1")).set_index(["battery", "kind"])
+    assert (v["baseline"] == "phase1").all() and (v["verdict"] == "generation helps").all()
     # only the residual generator: 4 % against 5 % on battery A's interpolation cell
-    r = verdicts(results, generators=("phase2_residual",)).set_index(["battery", "kind"])
+    r = verdicts(cell_results, generators=("phase2_residual",)).set_index(["battery", "kind"])
     assert r.loc[("A", "interpolation"), "diff"] == pytest.approx(-1.0)
     assert r.loc[("A", "interpolation"), "verdict"] == "generation helps"
     assert r.loc[("B", "interpolation"), "verdict"] == "baseline better"
-    # one cell per battery when the kinds are pooled; units average both cases of battery A
-    pooled = verdicts(results, by=("battery",)).set_index("battery")
+    pooled = verdicts(cell_results, by=("battery",)).set_index("battery")
     assert list(pooled.index) == ["A", "B"] and pooled.loc["B", "verdict"] == "baseline better"
+
+
+def test_crossfit_choice_never_uses_the_fold_it_scores() -> None:
+    from battgen.evaluation.stats import chosen_rows, crossfit_choice
+
+    # method "lucky" is best only on fold 0's own rows; "steady" is best elsewhere
+    rows = []
+    for fold in range(3):
+        for method, m in (("lucky", 1.0 if fold == 0 else 9.0), ("steady", 4.0)):
+            rows.append({"battery": "A", "seed": 0, "fold": fold, "cell": f"c{fold}", "test_soc": 10, "method": method,
+                         "mape": m, "n_test": 1})
+    res = pd.DataFrame(rows)
+    choice = crossfit_choice(res, ["lucky", "steady"]).set_index("fold")["chosen"]
+    assert choice[0] == "steady"  # fold 0 cannot choose on its own lucky score
+    assert (choice == "steady").all()
+    picked = chosen_rows(res, crossfit_choice(res, ["lucky", "steady"]), "best")
+    assert set(picked["method"]) == {"best"} and picked["mape"].tolist() == [4.0, 4.0, 4.0]
+
+
+def test_battery_summary_and_differences_resample_batteries(cell_results: pd.DataFrame) -> None:
+    from battgen.evaluation.stats import battery_differences, battery_summary
+
+    a = cell_results[(cell_results["battery"] == "A") & (cell_results["kind"] == "interpolation")]
+    s = battery_summary(a, by=("method",)).set_index("method")
+    assert s.loc["phase1", "mape"] == pytest.approx(8.0) and s.loc["phase1", "n_batteries"] == 12
+    assert s.loc["phase1", "ci_low"] < 8.0 < s.loc["phase1", "ci_high"]  # the battery effect is resampled
+    d = battery_differences(a, "phase1", "baseline_constant").iloc[0]
+    assert d["diff"] == pytest.approx(-2.0) and d["ci_low"] == pytest.approx(-2.0) and d["frac_better"] == 1.0
 
 
 # --------------------------------------------------------------------------- cluster bootstrap

@@ -82,8 +82,14 @@ def training_set(split: Split, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([split.train["soh"].to_numpy(float), rows.soh]))
 
 
-def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequence[str] = tuple(PREDICTORS)) -> list[dict[str, Any]]:
-    """SOC known: per level of the split, every predictor and every generator's forest (see the module docstring)."""
+def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequence[str] = tuple(PREDICTORS),
+                    by: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """SOC known: per level of the split, every predictor and every generator's forest (see the module docstring).
+
+    One row per level and method; with ``by`` (columns of the test rows, e.g. ``("cell",)``) one
+    row per level, method and value of ``by``: the scores of each physical battery, which is what
+    battery-level statistics resample (:func:`battgen.evaluation.stats.battery_summary`).
+    """
     unknown = set(predictors) - set(PREDICTORS)
     if unknown:
         raise ValueError(f"unknown predictor(s) {sorted(unknown)}; expected some of {list(PREDICTORS)}")
@@ -108,23 +114,29 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
             at = generated_rows.at(level)
             forest = make_forest(rs).fit(at.X, at.soh)  # labels: the SOH each row was generated for
             preds[GENERATORS[name].label] = (forest.predict(X_test), len(at.soh))
+        groups = [((), np.ones(len(test), dtype=bool))] if not by else [
+            (key if isinstance(key, tuple) else (key,), (test[list(by)] == key).all(axis=1).to_numpy())
+            for key in test[list(by)].drop_duplicates().itertuples(index=False, name=None)]
         for method, (pred, n_train) in preds.items():
-            m, sd = mape(y_test, pred)
-            rows.append({**split.labels, "test_soc": level, "method": method, "mape": m, "ape_std": sd,
-                         "n_train": n_train, "n_test": len(test)})
+            for key, at in groups:
+                m, sd = mape(y_test[at], pred[at])
+                rows.append({**split.labels, **dict(zip(by, key)), "test_soc": level, "method": method, "mape": m,
+                             "ape_std": sd, "n_train": n_train, "n_test": int(at.sum())})
     return rows
 
 
 def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predictors: Sequence[str] = tuple(PREDICTORS),
-                       settings: GeneratorSettings | None = None, progress: bool | None = None,
+                       settings: GeneratorSettings | None = None, progress: bool | None = None, by: Sequence[str] = (),
                        ) -> tuple[pd.DataFrame, list[dict[str, FittedCVAE]]]:
     """Score ``predictors`` and ``generators`` (those that apply to each split) on every split.
 
-    Returns the tidy table (:data:`RESULT_COLUMNS`) and the fitted models per split.
+    Returns the tidy table (:data:`RESULT_COLUMNS`, plus the ``by`` columns: see
+    :func:`score_known_soc`) and the fitted models per split.
     """
     if "none" in generators:
         raise ValueError("'none' generates nothing; with SOC known its forest is the predictor 'phase1'")
     names = [[n for n in generators if applies(generator(n), s)] for s in splits]
     generated, models = run_generators(splits, names, settings, progress)
-    rows = [r for split, gen in zip(splits, generated) for r in score_known_soc(split, gen, predictors)]
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS), models
+    rows = [r for split, gen in zip(splits, generated) for r in score_known_soc(split, gen, predictors, by)]
+    columns = RESULT_COLUMNS[:RESULT_COLUMNS.index("test_soc")] + list(by) + RESULT_COLUMNS[RESULT_COLUMNS.index("test_soc"):]
+    return pd.DataFrame(rows, columns=columns), models
