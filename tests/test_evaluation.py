@@ -620,3 +620,24 @@ def test_estimator_and_its_benchmark_run_the_core(nmc21: pd.DataFrame) -> None:
         assert row["n_train"] == len(train) + 7 * train["battery_id"].nunique() and row["n_test"] == at.sum()
         const = mine[(mine["generator"] == "constant") & (mine["test_soc"] == level)].iloc[0]
         assert const["mape"] == mape(soh[at], constant_predictions(train["soh"], at.sum()))[0]
+
+
+def test_per_battery_scores_add_up_to_the_level_scores(data_dir) -> None:
+    """Scores per physical battery (``by=("cell",)``), weighted by their pulses, give the level's MAPE."""
+    from battgen.data import load_pulsebat
+    from battgen.evaluation.leakfree import LeakFreeConfig, run_estimator_benchmark, run_leakfree
+
+    frames = {"LFP35": load_pulsebat("LFP35", data_dir=data_dir)}
+    cfg = dict(batteries=["LFP35"], cases=[6], seeds=[0], n_folds=2, improved=False, progress=False,
+               train=TrainConfig(epochs=1, threads=1))
+    level = run_leakfree(LeakFreeConfig(**cfg), frames)
+    cells = run_leakfree(LeakFreeConfig(**cfg, by=("cell",)), frames)
+    assert "cell" in cells.columns and cells.groupby(["fold", "test_soc", "method"])["cell"].nunique().min() > 1
+    keys = ["fold", "test_soc", "method"]
+    pooled = cells.assign(w=cells["mape"] * cells["n_test"]).groupby(keys)[["w", "n_test"]].sum()
+    pooled = (pooled["w"] / pooled["n_test"]).rename("pooled")
+    both = level.set_index(keys)["mape"].to_frame().join(pooled)
+    np.testing.assert_allclose(both["mape"], both["pooled"], rtol=1e-12)
+    est = run_estimator_benchmark(batteries=["LFP35"], seeds=[0], n_folds=2, generators=["interpolation"], frames=frames,
+                                  progress=False, by=("cell",))
+    assert {"cell", "generator", "test_soc"} <= set(est.columns) and est["n_test"].min() >= 1

@@ -33,6 +33,7 @@ __all__ = [
     "PREDICTORS",
     "RESULT_COLUMNS",
     "constant_predictions",
+    "group_masks",
     "run_generators",
     "training_set",
     "score_known_soc",
@@ -82,6 +83,16 @@ def training_set(split: Split, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([split.train["soh"].to_numpy(float), rows.soh]))
 
 
+def group_masks(frame: pd.DataFrame, by: Sequence[str]) -> list[tuple[tuple, np.ndarray]]:
+    """``(values of the by columns, boolean row mask)`` per group of ``frame``, in order of appearance
+    (one group of every row when ``by`` is empty)."""
+    if not by:
+        return [((), np.ones(len(frame), dtype=bool))]
+    values = frame[list(by)].to_numpy()
+    codes, uniques = pd.factorize(frame[list(by)].astype(str).agg("\x1f".join, axis=1))
+    return [(tuple(values[np.argmax(codes == k)]), codes == k) for k in range(len(uniques))]
+
+
 def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequence[str] = tuple(PREDICTORS),
                     by: Sequence[str] = ()) -> list[dict[str, Any]]:
     """SOC known: per level of the split, every predictor and every generator's forest (see the module docstring).
@@ -114,9 +125,7 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
             at = generated_rows.at(level)
             forest = make_forest(rs).fit(at.X, at.soh)  # labels: the SOH each row was generated for
             preds[GENERATORS[name].label] = (forest.predict(X_test), len(at.soh))
-        groups = [((), np.ones(len(test), dtype=bool))] if not by else [
-            (key if isinstance(key, tuple) else (key,), (test[list(by)] == key).all(axis=1).to_numpy())
-            for key in test[list(by)].drop_duplicates().itertuples(index=False, name=None)]
+        groups = group_masks(test, by)
         for method, (pred, n_train) in preds.items():
             for key, at in groups:
                 m, sd = mape(y_test[at], pred[at])

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from battgen.data import BATTERIES, FEATURES, VOLTAGE_RANGE_V, battery_type, load_pulsebat
-from battgen.evaluation.core import PREDICTORS, RESULT_COLUMNS, constant_predictions, evaluate_known_soc
+from battgen.evaluation.core import PREDICTORS, RESULT_COLUMNS, constant_predictions, evaluate_known_soc, group_masks
 from battgen.evaluation.generators import GENERATORS, IMPROVED_MODEL, GeneratorSettings
 from battgen.evaluation.split import derive_seed, grouped_folds, leakfree_splits
 from battgen.io import write_table
@@ -84,6 +84,7 @@ class LeakFreeConfig:
     improved_train: TrainConfig | None = None  # None: IMPROVED_TRAIN with train.epochs / batch_size / lr
     feature_bounds: tuple[float, float] = VOLTAGE_RANGE_V  # phase2_cvae_plus's fixed feature scaler (V)
     group: str = "cell"  # column that defines a physical battery
+    by: tuple[str, ...] = ()  # score per value of these test columns too, e.g. ("cell",) for battery-level statistics
     data_dir: str | None = None
     progress: bool | None = None
 
@@ -126,8 +127,8 @@ def _code_tag() -> str:
 def _run_seed(cfg: LeakFreeConfig, frames: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
     splits = [s for b in frames for case in cfg.cases for s in leakfree_splits(frames[b], case, seed, cfg.n_folds, cfg.group)]
     generators = ("interpolation",) + PAPER_CVAE + (IMPROVED if cfg.improved else ())
-    table, _ = evaluate_known_soc(splits, generators, tuple(PREDICTORS), cfg.settings(), cfg.progress)
-    return table[LEAKFREE_COLUMNS]
+    table, _ = evaluate_known_soc(splits, generators, tuple(PREDICTORS), cfg.settings(), cfg.progress, by=cfg.by)
+    return table
 
 
 def run_leakfree(
@@ -137,7 +138,7 @@ def run_leakfree(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Run the leak-free protocol; return the tidy table :data:`LEAKFREE_COLUMNS`.
+    """Run the leak-free protocol; return the tidy table :data:`LEAKFREE_COLUMNS` (plus ``config.by``).
 
     All generators of one seed (battery types x cases x folds) train as one stack per network.
     With ``cache_dir`` each seed's table is written there (named by the config's
@@ -153,7 +154,7 @@ def run_leakfree(
         if log is not None:
             log(f"seed {seed}: {len(table)} rows")
         out.append(table)
-    return pd.concat(out, ignore_index=True)[LEAKFREE_COLUMNS]
+    return pd.concat(out, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- the deployable estimator
@@ -161,12 +162,16 @@ def run_leakfree(
 ESTIMATOR_COLUMNS = ["battery", "seed", "fold", "generator", "test_soc", "mape", "ape_std", "n_train", "n_test"]
 
 
-def _score_levels(labels: dict, soh: np.ndarray, socs: np.ndarray, pred: np.ndarray, n_train: int) -> list[dict]:
+def _score_levels(labels: dict, test: pd.DataFrame, pred: np.ndarray, n_train: int, by: Sequence[str]) -> list[dict]:
+    """One row per SOC level of ``test`` (and per value of the ``by`` columns)."""
+    soh, socs = test["soh"].to_numpy(), soc_percent(test)
     rows = []
     for level in sorted(set(socs.tolist())):
-        at = socs == level
-        m, sd = mape(soh[at], pred[at])
-        rows.append({**labels, "test_soc": level, "mape": m, "ape_std": sd, "n_train": n_train, "n_test": int(at.sum())})
+        at_level = socs == level
+        for key, at in group_masks(test[at_level], by):
+            m, sd = mape(soh[at_level][at], pred[at_level][at])
+            rows.append({**labels, **dict(zip(by, key)), "test_soc": level, "mape": m, "ape_std": sd, "n_train": n_train,
+                         "n_test": int(at.sum())})
     return rows
 
 
@@ -184,6 +189,7 @@ def run_estimator_benchmark(
     data_dir: str | None = None,
     progress: bool | None = None,
     cache_dir: str | Path | None = None,
+    by: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Score :class:`battgen.estimator.SOHEstimator` on held-out batteries at all ten SOC levels.
 
@@ -191,13 +197,15 @@ def run_estimator_benchmark(
     battery type, fold and seed) is fitted on the training batteries at ``measured_soc`` only and
     predicts the held-out batteries at 5..50 % without their SOC. ``generators`` (default: all
     of :data:`battgen.estimator.ESTIMATOR_GENERATORS`) are compared side by side, with
-    ``"constant"`` (the training batteries' mean SOH) as the floor. Columns: :data:`ESTIMATOR_COLUMNS`.
+    ``"constant"`` (the training batteries' mean SOH) as the floor. Columns: :data:`ESTIMATOR_COLUMNS`
+    (plus ``by``, e.g. ``("cell",)`` for one row per physical battery and level).
     """
     from battgen.estimator import ESTIMATOR_GENERATORS, SOHEstimator, fit_estimators
 
     generators = tuple(generators or ESTIMATOR_GENERATORS)
     frames = _frames(batteries, pulse_width_s, frames, data_dir)
-    settings = json.dumps([list(frames), list(measured_soc), n_folds, sorted(generators), epochs, group, pulse_width_s])
+    settings = json.dumps([list(frames), list(measured_soc), n_folds, sorted(generators), epochs, group, pulse_width_s]
+                          + ([list(by)] if by else []))
     tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
 
     def one_seed(seed: int) -> pd.DataFrame:
@@ -214,17 +222,17 @@ def run_estimator_benchmark(
         rows: list[dict] = []
         done_constant = set()
         for (b, fold, gen, train, test), est in zip(plan, fit_estimators(estimators, data, progress=progress)):
-            soh, socs = test["soh"].to_numpy(), soc_percent(test)
             labels = {"battery": b, "seed": seed, "fold": fold}
-            rows += _score_levels({**labels, "generator": gen}, soh, socs, est.predict(test[FEATURES]), len(est.train_y_))
+            rows += _score_levels({**labels, "generator": gen}, test, est.predict(test[FEATURES]), len(est.train_y_), by)
             if (b, fold) not in done_constant:
                 done_constant.add((b, fold))
-                rows += _score_levels({**labels, "generator": "constant"}, soh, socs,
-                                      constant_predictions(train["soh"].to_numpy(), len(test)), len(train))
-        return pd.DataFrame(rows, columns=ESTIMATOR_COLUMNS)
+                rows += _score_levels({**labels, "generator": "constant"}, test,
+                                      constant_predictions(train["soh"].to_numpy(), len(test)), len(train), by)
+        columns = ESTIMATOR_COLUMNS[:4] + list(by) + ESTIMATOR_COLUMNS[4:]
+        return pd.DataFrame(rows, columns=columns)
 
     tables = []
     for seed in seeds:
         path = Path(cache_dir) / f"estimator_{tag}_{_code_tag()}_seed{seed}.csv" if cache_dir is not None else None
         tables.append(_cached(path, lambda: one_seed(seed)))
-    return pd.concat(tables, ignore_index=True)[ESTIMATOR_COLUMNS]
+    return pd.concat(tables, ignore_index=True)
