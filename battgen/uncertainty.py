@@ -1,0 +1,96 @@
+"""What an SOH estimate cannot promise: prediction intervals, and pulses unlike the training data.
+
+**Intervals** (:func:`conformal_quantile`, :func:`interval`): split-conformal, grouped by battery.
+The calibration scores are absolute errors ``|SOH - estimate|`` of models that never saw the
+battery they score (its physical cell was held out), so a new battery's error is exchangeable
+with them at the battery level. With ``n`` scores, the half-width at coverage ``c`` is the
+``ceil((n + 1) c)``-th smallest score: under exchangeability the interval covers a new pulse's
+SOH with probability at least ``c`` (Vovk et al. 2005; Lei et al. 2018). Rows of one battery are
+not independent, so the guarantee is approximate; :mod:`battgen.evaluation` measures the
+coverage on held-out batteries rather than trusting it.
+
+**Novelty** (:class:`NoveltyScore`): the distance of a standardised pulse (U1..U21) to its
+``k``-th nearest training pulse. Its alarm threshold is set on the training batteries themselves:
+each battery is scored against all the others (grouped, so a battery never vouches for itself)
+and the threshold is the conformal quantile at ``1 - false_alarm``: a new battery of the same
+design is flagged with probability about ``false_alarm``; a pulse from another design, a
+different pulse width or a broken measurement lies far from every training pulse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["conformal_quantile", "interval", "NoveltyScore"]
+
+
+def conformal_quantile(scores: Sequence[float], coverage: float) -> float:
+    """The ``ceil((n + 1) * coverage)``-th smallest of ``n`` scores (``inf`` when ``n`` is too small)."""
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be between 0 and 1 (exclusive), got {coverage!r}")
+    s = np.sort(np.asarray(scores, dtype=float)[np.isfinite(scores)])
+    k = math.ceil((len(s) + 1) * coverage)
+    return float(s[k - 1]) if 1 <= k <= len(s) else math.inf
+
+
+def interval(estimate: np.ndarray, scores: Sequence[float], coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, upper)``: ``estimate`` -/+ the conformal quantile of the calibration ``scores``."""
+    q = conformal_quantile(scores, coverage)
+    estimate = np.asarray(estimate, dtype=float)
+    return estimate - q, estimate + q
+
+
+@dataclass
+class NoveltyScore:
+    """Distance of a pulse to the training pulses, and the threshold above which it is flagged."""
+
+    k: int = 5  # the k-th nearest training pulse
+    false_alarm: float = 0.01  # share of a new same-design battery's pulses flagged
+
+    def fit(self, X: np.ndarray, groups: Sequence, X_extra: np.ndarray | None = None) -> "NoveltyScore":
+        """Reference pulses ``X`` (n, F) of the training batteries ``groups``, plus ``X_extra`` (rows of
+        no battery, e.g. generated ones, always in the reference set); sets :attr:`threshold_`."""
+        X = np.asarray(X, dtype=float)
+        groups = np.asarray(groups)
+        if X.ndim != 2 or len(X) != len(groups):
+            raise ValueError(f"X must be (n, F) with one group per row, got {X.shape} and {groups.shape}")
+        extra = np.zeros((0, X.shape[1])) if X_extra is None else np.asarray(X_extra, dtype=float)
+        self.center_ = X.mean(axis=0)
+        self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        self.reference_ = self._standardise(np.vstack([X, extra]))  # (n + m, F)
+        held_out = []
+        own = np.concatenate([groups, np.full(len(extra), None, dtype=object)]) if len(extra) else groups
+        for g in dict.fromkeys(groups.tolist()):
+            others = self.reference_[own != g]
+            held_out.append(self._distance(self._standardise(X[groups == g]), others))
+        self.calibration_ = np.concatenate(held_out) if held_out else np.zeros(0)
+        self.threshold_ = conformal_quantile(self.calibration_, 1.0 - self.false_alarm)
+        return self
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=float) - self.center_) / self.scale_
+
+    def _distance(self, Z: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Distance of each row of ``Z`` to its k-th nearest row of ``reference`` (RMS over features)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        k = min(self.k, len(reference))
+        if k == 0:
+            return np.full(len(Z), math.inf)
+        nn = NearestNeighbors(n_neighbors=k).fit(reference)
+        dist, _ = nn.kneighbors(Z)  # (n, k)
+        return dist[:, -1] / math.sqrt(Z.shape[1])
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Novelty of each pulse: RMS standardised distance to its k-th nearest training pulse."""
+        if not hasattr(self, "reference_"):
+            raise RuntimeError("NoveltyScore is not fitted")
+        return self._distance(self._standardise(X), self.reference_)
+
+    def flag(self, X: np.ndarray) -> np.ndarray:
+        """``True`` where a pulse is unlike the training pulses (score above the threshold)."""
+        return self.score(X) > self.threshold_
