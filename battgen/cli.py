@@ -1,51 +1,154 @@
-"""The ``battgen`` command line: a thin shell over the package API."""
+"""The ``battgen`` command line: a thin shell over the package API.
+
+Every command checks its options and its output location before any work. Outputs are written
+atomically (complete or absent, never half-written) with ordinary permissions (as created under
+your umask). An output is never one of the command's inputs, and an existing output file is not
+replaced unless you pass --force. Any error is one line on stderr naming the file, option,
+column or row and the cause, with exit code 2 (--debug also prints the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
-from battgen.protocol import ALL_SOC
+from battgen.protocol import ALL_SOC, CASES, SOC_STEP_PCT
 
 __all__ = ["main", "build_parser"]
 
+OUTPUT_POLICY = ("Outputs: never one of the command's inputs; an existing output file is kept and the command "
+                 "stops unless --force is given; files are written atomically with ordinary permissions.")
+RESULT_FILES = ("results.csv", "results.json", "summary.csv")  # what battgen.evaluation.paper.write_results writes
+
+
+# --------------------------------------------------------------------------- option types
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors in one line: ``battgen train: error: argument --seed: ...``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _integer(lo: int, hi: int | None, what: str, step: int = 1) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lo or (hi is not None and value > hi) or value % step:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+_NON_NEGATIVE = _integer(0, 2**32 - 1, "a non-negative integer (0 to 2**32 - 1)")
+_POSITIVE = _integer(1, None, "a positive integer")
+_CASE = _integer(min(CASES), max(CASES), f"a case number {min(CASES)}-{max(CASES)}")
+_TRAIN_SOC = _integer(1, 100, "an SOC level in % (an integer from 1 to 100)")
+_WORKSTEP_SOC = _integer(SOC_STEP_PCT, 100, f"an SOC level of the PulseBat test in % (a multiple of {SOC_STEP_PCT} "
+                         "from 5 to 100)", SOC_STEP_PCT)
+
+
+def _battery(text: str, allow_all: bool = False) -> str:
+    from battgen.data import battery_type
+
+    if allow_all and text == "all":
+        return text
+    try:
+        return battery_type(text).key
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _workstep_width(text: str) -> float:
+    from battgen.protocol import PULSE_WIDTHS_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not any(abs(value - w) < 1e-9 for w in PULSE_WIDTHS_S):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PulseBat pulse width; expected one of "
+                                         f"{', '.join(f'{w:g}' for w in PULSE_WIDTHS_S)} s")
+    return value
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _pulsebat_inputs(keys: Iterable[str], data_dir: str | None) -> list[Path]:
+    """Where the PulseBat files ``keys`` may be read from (an output must not be one of them)."""
+    from battgen.data import cache_dir, data_dir_from_env
+
+    folders = [Path(data_dir).expanduser() if data_dir else data_dir_from_env(), cache_dir()]
+    return [folder / key for folder in folders if folder is not None for key in keys]
+
+
+def _levels(levels: Iterable[int]) -> str:
+    return ", ".join(str(s) for s in levels)
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None
+
+
+# --------------------------------------------------------------------------- commands
+
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    import shutil
+    from battgen.data import REGISTRY, fetch, sha256
+    from battgen.io import atomic_path, check_output
 
-    from battgen.data import REGISTRY, fetch
-
+    keep = set()  # destination files that already are the published ones
+    if args.dest:
+        check_output(args.dest, folder=True)
+        for key, entry in REGISTRY.items():
+            target = Path(args.dest) / key
+            if target.is_file() and sha256(target) == entry.sha256:
+                keep.add(key)
+            else:
+                check_output(target, force=args.force)
     for key in REGISTRY:
         path = fetch(key, args.data_dir)
         if args.dest:
             target = Path(args.dest) / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                shutil.copyfile(path, target)
+            if key not in keep:
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(path.read_bytes())
             path = target
         print(f"ok  {key}  ->  {path}")
     return 0
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from battgen.data import BATTERIES
     from battgen.evaluation.paper import ExperimentConfig, run_grid, summarize, write_results
+    from battgen.io import check_output
     from battgen.train import TrainConfig
 
-    batteries = list(BATTERIES) if args.battery == ["all"] else args.battery
-    cfg = ExperimentConfig(batteries=batteries, pulse_width_s=args.pulse_width, cases=args.cases, seeds=args.seeds,
-                           train=TrainConfig(epochs=args.epochs), data_dir=args.data_dir,
-                           progress=False if args.no_progress else None)
+    batteries = list(BATTERIES) if "all" in args.battery else list(dict.fromkeys(args.battery))
+    inputs = _pulsebat_inputs([BATTERIES[b].files[args.pulse_width] for b in batteries], args.data_dir)
+    check_output(args.out, folder=True)
+    for name in RESULT_FILES:
+        check_output(Path(args.out) / name, inputs=inputs, force=args.force)
+    cfg = ExperimentConfig(batteries=batteries, pulse_width_s=args.pulse_width, cases=sorted(set(args.cases)),
+                           seeds=list(dict.fromkeys(args.seeds)), train=TrainConfig(epochs=args.epochs),
+                           data_dir=args.data_dir, progress=_progress(args))
     t0 = time.perf_counter()
     results = run_grid(cfg)
     elapsed = time.perf_counter() - t0
     paths = write_results(results, args.out)
     table = summarize(results).pivot_table(index=["battery", "case", "kind"], columns="method", values="mape", sort=False)
-    import pandas as pd
-
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(f"Mean MAPE (%) over unseen SOC levels and {len(cfg.seeds)} seed(s); pulse width {args.pulse_width} s")
         print(table.round(2).to_string())
@@ -54,113 +157,188 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from battgen.features import extract_dir
-    from battgen.io import write_table
+    import numpy as np
 
-    df = extract_dir(args.workstep_dir, socs=tuple(args.soc), pulse_width_s=args.pulse_width,
-                     progress=False if args.no_progress else None)
+    from battgen.features import ExtractionWarning, extract, extract_dir
+    from battgen.io import check_output, write_table
+
+    source = Path(args.workstep)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder; expected a workstep .xlsx file or a folder of them")
+    inputs = [source] if source.is_file() else sorted(source.glob("*.xlsx"))
+    check_output(args.out, inputs=inputs, force=args.force)
+    socs = list(dict.fromkeys(args.soc))
+    with warnings.catch_warnings():  # the report below says the same, once
+        warnings.simplefilter("ignore", ExtractionWarning)
+        if source.is_file():
+            df = extract(source, socs, args.pulse_width)
+        else:
+            df = extract_dir(source, socs, args.pulse_width, progress=_progress(args))
+    report = df.attrs.get("report", [])
+    found = set(np.rint(df["soc"].to_numpy(float) * 100).astype(int).tolist())
+    absent = [s for s in socs if s not in found]
+    if absent:
+        why = [line for line in report if any(f"SOC {s} %" in line for s in absent)] or report
+        more = f"; and {len(why) - 1} more note(s)" if len(why) > 1 else ""
+        raise ValueError(f"{source}: no rows at SOC {_levels(absent)} % for {args.pulse_width:g} s pulses "
+                         f"({why[0] if why else 'no file has them'}{more}); nothing written")
+    for line in report:
+        print(f"battgen extract-features: note: {line}", file=sys.stderr)
     write_table(df, args.out)
-    print(f"wrote {len(df)} rows to {args.out}")
-    for line in df.attrs.get("report", []):
-        print(f"note: {line}", file=sys.stderr)
+    print(f"wrote {len(df)} rows at SOC {_levels(sorted(found))} % to {args.out}")
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _training_rows(args: argparse.Namespace):
+    """The measured rows at the requested SOC levels, and where they come from; every level must have rows."""
     import numpy as np
     import pandas as pd
 
     from battgen.data import load_pulsebat
-    from battgen.estimator import SOHEstimator
+    from battgen.io import read_table
 
-    t0 = time.perf_counter()
     if args.data:
-        df = pd.read_csv(args.data)
+        df = read_table(args.data, "training rows in the battgen.data schema (U1..U21, soc, soh, battery_id)")
         source = args.data
     else:
         df = load_pulsebat(args.battery, args.pulse_width, data_dir=args.data_dir)
-        source = f"PulseBat {df['battery'].iloc[0]} ({args.pulse_width} s pulses)"
-    levels = sorted(set(args.soc))
-    if "soc" not in df.columns:
-        raise ValueError(f"{source}: column 'soc' (fraction) is missing")
+        source = f"PulseBat {args.battery} ({args.pulse_width} s pulses)"
+    for col, what in (("soc", "the state of charge as a fraction"), ("soh", "the state of health as a fraction")):
+        if col not in df.columns:
+            raise ValueError(f"{source}: column {col!r} is missing; expected {what}")
     soc = pd.to_numeric(df["soc"], errors="coerce")
     if soc.isna().any():
         raise ValueError(f"{source}: column 'soc', row {int(np.flatnonzero(soc.isna())[0]) + 2}: not a number (expected a fraction)")
     socs = np.rint(soc.to_numpy(float) * 100).astype(int)
-    df = df[np.isin(socs, levels)]
-    if df.empty:
-        raise ValueError(f"{source}: no rows at SOC levels {levels} %")
-    kwargs = {"generator": args.generator} if args.generator else {}
-    est = SOHEstimator(**kwargs, epochs=args.epochs, random_state=args.seed)
-    est.info_ = {"trained_on": source, "battery": str(df["battery"].iloc[0]) if "battery" in df.columns else None}
-    est.fit(df, progress=False if args.no_progress else None)
+    levels = sorted(set(args.soc))
+    absent = [s for s in levels if s not in set(socs.tolist())]
+    if absent:
+        raise ValueError(f"{source}: no rows at SOC {_levels(absent)} %; it has rows at {_levels(sorted(set(socs.tolist())))} %")
+    return df[np.isin(socs, levels)], source
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from battgen.data import BATTERIES
+    from battgen.estimator import SOHEstimator
+    from battgen.io import check_output
+
+    inputs = [args.data] if args.data else _pulsebat_inputs([BATTERIES[args.battery].files[args.pulse_width]], args.data_dir)
+    check_output(args.out, inputs=inputs, force=args.force)
+    generator = args.generator or SOHEstimator().generator
+    levels = sorted(set(args.soc))
+    if len(levels) < 2 and generator != "none":
+        raise ValueError(f"--soc {levels[0]}: one measured SOC level; generator {generator!r} needs at least two to learn "
+                         f"how the pulses change with SOC (measure another level, or pass --generator none to train on "
+                         f"{levels[0]} % only)")
+    t0 = time.perf_counter()
+    df, source = _training_rows(args)
+    est = SOHEstimator(generator=generator, epochs=args.epochs, random_state=args.seed)
+    est.info_ = {"trained_on": source}
+    est.fit(df, progress=_progress(args))
     est.save(args.out)
-    print(f"trained {est!r} on {len(df)} measured rows at {levels} % SOC + {len(est.train_y_) - len(df)} generated rows "
-          f"({', '.join(str(s) for s in est.generated_soc_) or 'none'} % SOC) in {time.perf_counter() - t0:.1f} s; wrote {args.out}")
+    n_generated = len(est.train_y_) - est.n_measured_
+    generated = f"{n_generated} generated rows at {_levels(est.generated_soc_)} % SOC" if n_generated else "no generated rows"
+    print(f"trained {est!r} on {est.n_measured_} measured rows at {_levels(est.measured_soc_)} % SOC and {generated} "
+          f"in {time.perf_counter() - t0:.1f} s; wrote {args.out}")
     return 0
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from battgen.estimator import SOHEstimator, read_pulses
-    from battgen.io import write_table
+    from battgen.data import FEATURES
+    from battgen.estimator import SOHEstimator, declared_mismatches, read_pulses, refuse_declared
+    from battgen.io import check_output, write_table
 
+    check_output(args.out, inputs=[args.pulses, args.model], force=args.force)
     est = SOHEstimator.load(args.model)
     ids, X = read_pulses(args.pulses, id_column=args.id_column)
+    if not args.ignore_declared:
+        refuse_declared(X, est.design_, args.pulses, hint=" (pass --ignore-declared to estimate anyway, rows flagged)")
     out = ids.copy()
-    out["soh_estimate"] = est.predict(X)
+    out["soh_estimate"] = est.predict(X[FEATURES])
+    if args.ignore_declared:
+        out["declared_mismatch"] = declared_mismatches(X, est.design_).to_numpy()
+        n = int((out["declared_mismatch"] != "").sum())
+        if n:
+            print(f"battgen estimate: warning: {n} of {len(out)} rows declare another battery design or pulse width "
+                  f"than the model's; flagged in column declared_mismatch", file=sys.stderr)
     write_table(out, args.out)
     print(f"estimated SOH of {len(out)} pulse rows with {args.model}; wrote {args.out}")
     return 0
 
 
+# --------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="battgen", description=__doc__)
+    parser = _Parser(prog="battgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="on an error, also print the Python traceback")
 
-    p = sub.add_parser("fetch", help="download and verify the PulseBat files (sha256)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=OUTPUT_POLICY, parents=[common])
+
+    def force(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--force", action="store_true", help=f"replace {what} if it exists (an input is never replaced)")
+
+    p = command("fetch", "download and verify the PulseBat files (sha256)")
     p.add_argument("--data-dir", default=None, help="folder looked in first (default $BATTGEN_DATA_DIR)")
-    p.add_argument("--dest", default=None, help="also copy the verified files into this folder")
+    p.add_argument("--dest", default=None, help="also copy the verified files into this folder (files already there "
+                                                "and identical are kept)")
+    force(p, "a destination file that differs from the published one")
     p.set_defaults(func=_cmd_fetch)
 
-    p = sub.add_parser("reproduce", help="run the paper's eight-case grid (Phase 1 vs Phase 2)")
-    p.add_argument("--battery", nargs="+", default=["all"], help="battery types (NMC2.1 LMO10 NMC21 LFP35) or 'all'")
+    p = command("reproduce", "run the paper's eight-case grid (Phase 1 vs Phase 2)")
+    p.add_argument("--battery", nargs="+", type=lambda t: _battery(t, allow_all=True), default=["all"],
+                   help="battery types (NMC2.1 LMO10 NMC21 LFP35) or 'all'")
     p.add_argument("--pulse-width", type=int, default=5, choices=[3, 5], help="pulse width in s (5: paper, 3: authors' code)")
-    p.add_argument("--cases", type=int, nargs="+", default=list(range(8)), help="cases 0-7")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--out", default="results/", help="output folder for results.csv/json and summary.csv")
+    p.add_argument("--cases", type=_CASE, nargs="+", default=sorted(CASES), help="cases 0-7")
+    p.add_argument("--seeds", type=_NON_NEGATIVE, nargs="+", default=[0], help="non-negative integers")
+    p.add_argument("--epochs", type=_POSITIVE, default=50, help="CVAE training epochs (positive)")
+    p.add_argument("--out", default="results/", help=f"output folder for {', '.join(RESULT_FILES)}")
+    force(p, "those files")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_reproduce)
 
-    p = sub.add_parser("extract-features", help="extract U1..Un from a folder of workstep-layer files")
-    p.add_argument("workstep_dir")
-    p.add_argument("--soc", type=int, nargs="+", default=list(ALL_SOC), help="SOC levels in %%")
-    p.add_argument("--pulse-width", type=float, default=5)
+    p = command("extract-features", "extract U1..Un from workstep-layer files (one file, or a folder of them)")
+    p.add_argument("workstep", metavar="WORKSTEP", help="a workstep .xlsx file or a folder of them")
+    p.add_argument("--soc", type=_WORKSTEP_SOC, nargs="+", default=list(ALL_SOC),
+                   help="SOC levels in %% (each must yield rows, else nothing is written)")
+    p.add_argument("--pulse-width", type=_workstep_width, default=5.0, help="pulse width in s (default 5)")
     p.add_argument("--out", required=True, help="CSV (or .json) to write")
+    force(p, "--out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_extract)
 
-    p = sub.add_parser("train", help="train the deployable SOH estimator (measured + generated SOC levels)")
-    p.add_argument("--battery", default="LMO10", help="battery type whose PulseBat rows to train on (NMC2.1 LMO10 NMC21 LFP35)")
-    p.add_argument("--soc", type=int, nargs="+", required=True, help="measured SOC levels in %% (e.g. 5 25 50)")
-    p.add_argument("--out", required=True, help="model file to write (e.g. model.pt)")
+    p = command("train", "train the deployable SOH estimator (measured + generated SOC levels)")
+    p.add_argument("--battery", type=_battery, default="LMO10", help="battery type whose PulseBat rows to train on "
+                                                                   "(NMC2.1 LMO10 NMC21 LFP35)")
+    p.add_argument("--soc", type=_TRAIN_SOC, nargs="+", required=True,
+                   help="measured SOC levels in %% (e.g. 5 25 50); each must have rows, and a generator needs two or more")
+    p.add_argument("--out", required=True, help="model file to write (e.g. model.pt); it records the battery design "
+                                                "and pulse width of the training rows")
+    force(p, "--out")
     p.add_argument("--generator", default=None, choices=["interpolation", "residual", "cvae", "cvae_plus", "none"],
                    help="how the unmeasured SOC levels are generated (default: SOHEstimator's default)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0, help="random_state of the generator and the forest")
+    p.add_argument("--epochs", type=_POSITIVE, default=50, help="generator training epochs (positive)")
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=0, help="random_state of the generator and the forest")
     p.add_argument("--pulse-width", type=int, default=5, choices=[3, 5])
     p.add_argument("--data", default=None, help="train on this CSV (battgen.data schema) instead of PulseBat")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("estimate", help="estimate SOH from pulse features (U1..U21, volts) with a trained model")
-    p.add_argument("pulses", help="CSV in the battgen.data schema or with just U1..U21 (+ an id column)")
+    p = command("estimate", "estimate SOH from pulse features (U1..U21, volts) with a trained model")
+    p.add_argument("pulses", help="CSV (comma-separated) in the battgen.data schema or with just U1..U21 (+ an id column)")
     p.add_argument("--model", required=True, help="model file written by `battgen train`")
     p.add_argument("--out", required=True, help="CSV (or .json) to write: id column(s) + soh_estimate")
+    force(p, "--out")
     p.add_argument("--id-column", default=None, help="column passed through (default: id / battery_id / cell if present)")
+    p.add_argument("--ignore-declared", action="store_true",
+                   help="estimate rows whose battery / pulse_width_s columns declare another design or pulse width than "
+                        "the model's (refused by default); they are flagged in a declared_mismatch column")
     p.set_defaults(func=_cmd_estimate)
     return parser
 
@@ -171,13 +349,33 @@ def _version() -> str:
     return __version__
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line; an exception battgen does not raise on purpose says so."""
+    text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    if not isinstance(exc, (ValueError, OSError, KeyError, RuntimeError)):
+        text = f"unexpected {type(exc).__name__}: {text} (run again with --debug to see where)"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"battgen {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an option error already printed in one line
+        return exc.code if isinstance(exc.code, int) else 2
+    name = f"battgen {args.command}"
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_a, **_k: print(f"{name}: warning: {' '.join(str(message).split())}",
+                                                                file=sys.stderr)
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted; nothing written", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,37 +26,55 @@ strings and numbers, and :meth:`SOHEstimator.load` reads it with ``weights_only=
 pickled object is ever executed. The forest is not serialised: the file keeps the forest's
 training rows (measured + generated) and ``random_state``, :meth:`load` refits it (the paper's
 forest is deterministic for a fixed ``random_state``) and checks that its predictions on stored
-probe rows equal those recorded at save time, bit for bit.
+probe rows equal those recorded at save time, bit for bit. The file is the same bytes for the
+same training data, parameters and versions (it is serialised in memory, so no file name leaks
+into the archive); it records the versions of battgen, scikit-learn, torch and numpy and a
+sha256 of its own content, so that a damaged file is reported as "corrupt or modified" and a
+forest that refits differently is blamed on another version only when the versions differ.
+
+The model also records the battery design (``battery`` key, e.g. ``"LMO10"``) and the
+``pulse_width_s`` of its training rows (``"custom"`` when they declare none or several);
+:meth:`SOHEstimator.predict` refuses rows whose own ``battery`` / ``pulse_width_s`` columns
+declare something else (:func:`declared_mismatches`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from battgen.data import FEATURES, validate_features
+from battgen.data import FEATURES, battery_type, validate_features
 from battgen.evaluation.core import run_generators, training_set
 from battgen.evaluation.generators import GeneratorSettings, Rows
 from battgen.evaluation.split import Split, derive_seed, estimator_split
-from battgen.io import atomic_path
+from battgen.io import read_table, sha256_parts, write_bytes
 from battgen.model import CVAE, CVAEConfig
 from battgen.protocol import ALL_SOC
 from battgen.soh import make_forest
 from battgen.train import FittedCVAE, MinMaxScaler, TrainConfig
 
-__all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "fit_estimators", "read_pulses", "check_pulses"]
+__all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "fit_estimators", "read_pulses", "check_pulses",
+           "declared_mismatches", "refuse_declared", "DECLARED", "CUSTOM"]
 
 ESTIMATOR_GENERATORS = ("interpolation", "residual", "cvae", "cvae_plus", "none")
 """The generators of :mod:`battgen.evaluation.generators` an estimator can use."""
 FORMAT = "battgen.SOHEstimator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DECLARED = ("battery", "pulse_width_s")
+"""Columns by which rows declare their battery design and pulse width; a model records both."""
+CUSTOM = "custom"
+"""The recorded design or pulse width of training rows that declare none, or several."""
+_KEYS = {"format", "format_version", "params", "info", "design", "versions", "train_X", "train_y", "probe_X",
+         "probe_pred", "sha256"}
+_GENERATOR_KEYS = {"generator_state", "generator_meta"}
 
 
 def check_pulses(df: pd.DataFrame, source: str = "input") -> None:
@@ -77,12 +95,13 @@ def read_pulses(path: str | os.PathLike, id_column: str | None = None) -> tuple[
 
     The file may be in the :mod:`battgen.data` schema or hold just U1..U21 (plus any id
     columns). ``ids`` holds ``id_column`` if given, else whichever of ``id``, ``battery_id``,
-    ``cell`` exist, else the row number. Checked with :func:`check_pulses`.
+    ``cell`` exist, else the row number. ``features`` holds U1..U21 (floats) and, when the file
+    has them, the declaring columns :data:`DECLARED` that :meth:`SOHEstimator.predict` checks.
+    An empty, header-only, semicolon-separated or binary file (e.g. a workbook) is refused in
+    one line by :func:`battgen.io.read_table`; the voltages are checked with :func:`check_pulses`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    df = pd.read_json(path, orient="records") if path.suffix == ".json" else pd.read_csv(path)
+    df = read_table(path, "the pulse voltages U1..U21 in volts, one row per pulse")
     check_pulses(df, str(path))
     if id_column is not None:
         if id_column not in df.columns:
@@ -91,7 +110,62 @@ def read_pulses(path: str | os.PathLike, id_column: str | None = None) -> tuple[
     else:
         cols = [c for c in ("id", "battery_id", "cell") if c in df.columns]
         ids = df[cols] if cols else pd.DataFrame({"row": np.arange(2, len(df) + 2)})
-    return ids.reset_index(drop=True), df[FEATURES].astype(float).reset_index(drop=True)
+    X = df[FEATURES].astype(float).join(df[[c for c in DECLARED if c in df.columns]])
+    return ids.reset_index(drop=True), X.reset_index(drop=True)
+
+
+def _declared_value(col: str, value: Any) -> Any:
+    """A declared battery as its design key (labels like "LMO 10 Ah" too), a pulse width as float seconds."""
+    if col == "pulse_width_s":
+        number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+        return str(value).strip() if pd.isna(number) else float(number)
+    try:
+        return battery_type(str(value)).key
+    except ValueError:
+        return str(value).strip()
+
+
+def _design(df: pd.DataFrame) -> dict[str, Any]:
+    """What training rows declare: one battery design key and one pulse width, else :data:`CUSTOM`."""
+    design = {}
+    for col in DECLARED:
+        values = {_declared_value(col, v) for v in df[col].dropna()} if col in df.columns else set()
+        design[col] = values.pop() if len(values) == 1 else CUSTOM
+    return design
+
+
+def declared_mismatches(df: pd.DataFrame, design: dict[str, Any]) -> pd.Series:
+    """Per row (by position): ``""``, or why the row's declared battery / pulse width is not the model's.
+
+    Rows that declare nothing (no such column, or an empty cell) and models whose design is
+    :data:`CUSTOM` are not checked: only a declaration that contradicts the model counts.
+    """
+    why = pd.Series("", index=range(len(df)), dtype=object)
+    for col in DECLARED:
+        want = design.get(col, CUSTOM)
+        if want == CUSTOM or col not in df.columns:
+            continue
+        for i, value in enumerate(df[col]):
+            if pd.isna(value) or str(value).strip() == "":
+                continue
+            got = _declared_value(col, value)
+            same = abs(got - want) < 1e-9 if isinstance(got, float) and isinstance(want, float) else got == want
+            if not same:
+                unit = " s" if col == "pulse_width_s" else ""
+                text = f"column {col!r} declares {got:g}{unit}" if isinstance(got, float) else f"column {col!r} declares {got}"
+                want_text = f"{want:g}{unit}" if isinstance(want, float) else want
+                why.iat[i] = (why.iat[i] + "; " if why.iat[i] else "") + f"{text}, the model was trained on {want_text}"
+    return why
+
+
+def refuse_declared(df: pd.DataFrame, design: dict[str, Any], source: str = "input", hint: str = "") -> None:
+    """``ValueError`` in one line (first row, count) if any row declares another battery design or pulse width."""
+    why = declared_mismatches(df, design)
+    bad = np.flatnonzero(why.to_numpy() != "")
+    if len(bad):
+        more = f" (and {len(bad) - 1} more row{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise ValueError(f"{source}: row {bad[0] + 2}: {why.iat[bad[0]]}{more}; refusing to estimate SOH of "
+                         f"pulses from another battery design or pulse width{hint}")
 
 
 class SOHEstimator:
@@ -166,6 +240,7 @@ class SOHEstimator:
         self.n_measured_ = len(split.train)
         self.measured_soc_ = list(split.train_levels)
         self.generated_soc_ = list(split.levels) if self.generator != "none" else []
+        self.design_ = _design(split.train)
         self.forest_ = make_forest(split.seed("forest")).fit(self.train_X_, self.train_y_)
         return self
 
@@ -176,11 +251,16 @@ class SOHEstimator:
 
     # ------------------------------------------------------------------ prediction
     def predict(self, X) -> np.ndarray:
-        """SOH (fraction of nominal capacity) for each row of U1..U21 (volts); SOC is not needed."""
+        """SOH (fraction of nominal capacity) for each row of U1..U21 (volts); SOC is not needed.
+
+        Rows whose ``battery`` or ``pulse_width_s`` column declares another battery design or
+        pulse width than the model's (:attr:`design_`) are refused with ``ValueError``.
+        """
         if not hasattr(self, "forest_"):
             raise RuntimeError("this SOHEstimator is not fitted yet; call fit() or SOHEstimator.load()")
         df = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.atleast_2d(np.asarray(X, dtype=float)), columns=FEATURES)
         check_pulses(df, "input")
+        refuse_declared(df, getattr(self, "design_", {}), "input")
         return self.forest_.predict(df[FEATURES].to_numpy(float))
 
     def score(self, X, y) -> float:
@@ -196,21 +276,21 @@ class SOHEstimator:
         return 0.5 * (X[:-1] + X[1:]) if len(X) > 1 else X
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one file readable by :meth:`load` with ``torch.load(weights_only=True)``."""
+        """Write one file readable by :meth:`load` with ``torch.load(weights_only=True)``, atomically.
+
+        Identical training data, parameters and versions give identical bytes.
+        """
         if not hasattr(self, "forest_"):
             raise RuntimeError("fit the estimator before saving it")
-        import sklearn
-
-        from battgen._version import __version__
-
         probe = self._probe()
         payload: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "params": json.dumps(self.get_params()),
             "info": json.dumps({"n_measured": self.n_measured_, "measured_soc": self.measured_soc_,
-                                "generated_soc": self.generated_soc_, "battgen": __version__,
-                                "sklearn": sklearn.__version__, **getattr(self, "info_", {})}),
+                                "generated_soc": self.generated_soc_, **getattr(self, "info_", {})}),
+            "design": json.dumps(getattr(self, "design_", {c: CUSTOM for c in DECLARED})),
+            "versions": json.dumps(_versions()),
             "train_X": torch.as_tensor(self.train_X_, dtype=torch.float64),
             "train_y": torch.as_tensor(self.train_y_, dtype=torch.float64),
             "probe_X": torch.as_tensor(probe, dtype=torch.float64),
@@ -223,47 +303,124 @@ class SOHEstimator:
                 "model_config": g.config.to_dict(), "train_config": asdict(g.train_config),
                 "feature_scaler": g.feature_scaler.to_dict(), "condition_scaler": g.condition_scaler.to_dict(),
                 "history": g.history, "provenance": g.provenance}, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        payload["sha256"] = _digest(payload)
+        buffer = io.BytesIO()  # in memory: torch.save would name the archive's entries after the file
+        torch.save(payload, buffer)
+        return write_bytes(buffer.getvalue(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SOHEstimator":
-        """Read what :meth:`save` wrote (``weights_only=True``), refit the forest, verify it."""
+        """Read what :meth:`save` wrote (``weights_only=True``), verify it, refit the forest, check it.
+
+        ``ValueError`` in one line: "not a battgen model file" for anything else, "corrupt or
+        modified file" when the bytes are not what :meth:`save` wrote (sha256, entries, refit
+        with the same versions), "other version" only when the recorded versions differ.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
+        payload = _read_payload(path)
+
+        def corrupt(detail: str) -> ValueError:
+            return ValueError(f"{path}: corrupt or modified file ({detail}); train the model again or restore the file")
+
+        expected = _KEYS | (_GENERATOR_KEYS if set(payload) & _GENERATOR_KEYS else set())
+        for problem, keys in (("is missing", expected - set(payload)), ("is unknown", set(payload) - expected)):
+            if keys:
+                raise corrupt(f"entry {sorted(map(str, keys))[0]!r} {problem}")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: not a battgen SOHEstimator file ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a battgen SOHEstimator file")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format_version {payload.get('format_version')!r}, expected {FORMAT_VERSION}")
-        params = json.loads(payload["params"])
-        est = cls(**params)
-        info = json.loads(payload["info"])
-        est.n_measured_, est.measured_soc_, est.generated_soc_ = info["n_measured"], info["measured_soc"], info["generated_soc"]
-        est.info_ = {k: v for k, v in info.items() if k not in {"n_measured", "measured_soc", "generated_soc"}}
-        est.train_X_ = payload["train_X"].numpy()
-        est.train_y_ = payload["train_y"].numpy()
+            digest = _digest(payload)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise corrupt(f"unexpected content: {exc}") from exc
+        if digest != payload["sha256"]:
+            raise corrupt("its content does not match the sha256 recorded in it")
+        try:
+            est, probe_X, probe_pred, versions = _restore(cls, payload)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise corrupt(f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
         est.forest_ = make_forest(derive_seed(est.random_state, "forest")).fit(est.train_X_, est.train_y_)
-        pred = est.forest_.predict(payload["probe_X"].numpy())
-        if not np.array_equal(pred, payload["probe_pred"].numpy()):
-            raise ValueError(f"{path}: the refitted forest does not reproduce the saved predictions "
-                             f"(saved with scikit-learn {info.get('sklearn')}; refit the model with this version)")
-        est.generator_ = None
-        if "generator_state" in payload:
-            meta = json.loads(payload["generator_meta"])
-            model = CVAE(CVAEConfig(**meta["model_config"]))
-            model.load_state_dict(payload["generator_state"])
-            model.eval()
-            est.generator_ = FittedCVAE(model, MinMaxScaler.from_dict(meta["feature_scaler"]),
-                                        MinMaxScaler.from_dict(meta["condition_scaler"]), TrainConfig(**meta["train_config"]),
-                                        meta["history"], meta["provenance"])
+        if not np.array_equal(est.forest_.predict(probe_X), probe_pred):
+            now = _versions()
+            differ = [f"{k} {versions.get(k)} (this is {v})" for k, v in now.items() if versions.get(k) != v]
+            if differ:
+                raise ValueError(f"{path}: the refitted forest does not reproduce the saved predictions: the file was "
+                                 f"written with another version: {', '.join(differ)}; train the model again with these versions")
+            raise corrupt("the refitted forest does not reproduce the predictions stored in it, with the same versions "
+                          + ", ".join(f"{k} {v}" for k, v in now.items()))
         return est
+
+
+def _versions() -> dict[str, str]:
+    """The versions a saved model depends on (a forest refits bit for bit only with the same ones)."""
+    import sklearn
+
+    from battgen._version import __version__
+
+    return {"battgen": __version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__, "numpy": np.__version__}
+
+
+def _canonical(value: Any) -> Iterator[bytes]:
+    """A payload entry as byte strings that determine it (dtype, shape and data of tensors; sorted dicts)."""
+    if isinstance(value, torch.Tensor):
+        yield f"tensor {value.dtype} {tuple(value.shape)}".encode()
+        yield value.detach().cpu().contiguous().numpy().tobytes()
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            yield f"key {key!r}".encode()
+            yield from _canonical(value[key])
+    elif isinstance(value, (str, int, float, bool)):
+        yield f"{type(value).__name__} {value!r}".encode()
+    else:
+        raise TypeError(f"an entry of type {type(value).__name__}")
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    """sha256 of every payload entry but ``sha256`` itself."""
+    return sha256_parts(*_canonical({k: v for k, v in payload.items() if k != "sha256"}))
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    """The saved dict, or ``ValueError``: not a torch archive, unreadable, or not a battgen model."""
+    raw = path.read_bytes()
+    what = "not a battgen model file (written by `battgen train` / SOHEstimator.save)"
+    if not raw.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{path}: {what}: it is not a torch archive")
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged archive raises anything from RuntimeError to IndexError
+        raise ValueError(f"{path}: corrupt or modified file, or {what}: torch cannot read it "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: {what}")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: model file format {payload.get('format_version')!r} of another version of battgen; "
+                         f"this version reads format {FORMAT_VERSION}: train the model again")
+    return payload
+
+
+def _restore(cls: type, payload: dict[str, Any]) -> tuple[SOHEstimator, np.ndarray, np.ndarray, dict[str, str]]:
+    """An estimator with its parameters, training rows, design and generator (the forest is refit by the caller)."""
+    est = cls(**json.loads(payload["params"]))
+    info = json.loads(payload["info"])
+    est.n_measured_, est.measured_soc_, est.generated_soc_ = info["n_measured"], info["measured_soc"], info["generated_soc"]
+    est.info_ = {k: v for k, v in info.items() if k not in {"n_measured", "measured_soc", "generated_soc"}}
+    est.design_ = {c: json.loads(payload["design"])[c] for c in DECLARED}
+    est.train_X_, est.train_y_ = payload["train_X"].numpy(), payload["train_y"].numpy()
+    probe_X, probe_pred = payload["probe_X"].numpy(), payload["probe_pred"].numpy()
+    n = len(est.train_y_)
+    if est.train_X_.shape != (n, len(FEATURES)) or probe_X.shape[1:] != (len(FEATURES),) or probe_pred.shape != probe_X.shape[:1]:
+        raise ValueError(f"training rows {tuple(est.train_X_.shape)}, labels ({n},), probe rows {tuple(probe_X.shape)}: "
+                         "shapes do not fit together")
+    est.generator_ = None
+    if "generator_state" in payload:
+        meta = json.loads(payload["generator_meta"])
+        model = CVAE(CVAEConfig(**meta["model_config"]))
+        model.load_state_dict(payload["generator_state"])
+        model.eval()
+        est.generator_ = FittedCVAE(model, MinMaxScaler.from_dict(meta["feature_scaler"]),
+                                    MinMaxScaler.from_dict(meta["condition_scaler"]), TrainConfig(**meta["train_config"]),
+                                    meta["history"], meta["provenance"])
+    return est, probe_X, probe_pred, json.loads(payload["versions"])
 
 
 def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress: bool | None = None) -> list[SOHEstimator]:

@@ -111,6 +111,7 @@ class _Workstep:
     charge_gap: str  # why soc_measured is unknown after some loop ("" if it is not)
     notes: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)  # steps as dicts, for fast row access
+    blank_rows: frozenset[int] = frozenset()  # sheet rows left blank between steps (skipped)
 
     def __post_init__(self) -> None:
         self.records = self.steps[list(_RECORD_COLUMNS)].to_dict("records")
@@ -141,11 +142,14 @@ def _parse(path: str | os.PathLike) -> _Workstep:
         gap = (f"SOC loop {known} ({name.loop_soc(known)} %) {lacking}, so the charge "
                "accumulated after it is unknown: soc_measured is NaN from there on")
     planned = name.soc_loop(name.soc_hi)
-    notes = []
+    blank = steps.attrs.get("blank_rows", [])
+    notes = [f"row{'s' if len(blank) > 1 else ''} {', '.join(map(str, blank))} {'are' if len(blank) > 1 else 'is'} "
+             "blank and skipped"] if blank else []
     if loops and max(loops) > planned:
         notes.append(f"the file has {max(loops)} SOC loops, more than the {planned} its name plans "
                      f"({name.soc_lo}-{name.soc_hi} %); loops above {planned} are ignored")
-    return _Workstep(name, steps, q_ah, loops, problems, charge, known, last_calib + 1, gap, notes)
+    return _Workstep(name, steps, q_ah, loops, problems, charge, known, last_calib + 1, gap, notes,
+                     blank_rows=frozenset(blank))
 
 
 def _check(row: dict, exp: ProgramStep, qn_ah: float) -> tuple[str, str]:
@@ -180,23 +184,29 @@ class _Level:
 
 
 def _level(ws: _Workstep, loop: int, width_index: int, features: Sequence[int]) -> _Level:
-    """Read the features of one SOC loop and pulse width, checking every step they depend on."""
+    """Read the features of one SOC loop and pulse width, checking every step they depend on.
+
+    Those are the steps of the pulse width's own group, from the rest before it (U1) to the last
+    requested feature: a step lost from another pulse width's group does not drop this one.
+    """
     pos_of = ws.loops.get(loop, {})
     first, _ = feature_position(1, width_index)
     last = max(feature_position(n, width_index)[0] for n in features)
     problems = list(ws.loop_problems.get(loop, []))
     truncated = []
-    for pos in range(last + 1):
+    for pos in range(first, last + 1):
         exp = LEVEL_PROGRAM[pos]
         if pos not in pos_of:
             rows = [ws.records[i]["sheet_row"] for p, i in pos_of.items() if p < pos][-1:]
             after = f" after row {rows[0]}" if rows else ""
+            if rows and rows[0] + 1 in ws.blank_rows:
+                after += f" (row {rows[0] + 1} is blank)"
             problems.append(f"program step {pos + ws.first_program_step} ({exp.what}) is missing{after}")
             continue
         status, msg = _check(ws.records[pos_of[pos]], exp, ws.name.qn_ah)
         if status == "bad":
             problems.append(msg)
-        elif status == "truncated" and pos >= first:
+        elif status == "truncated":
             truncated.append(msg)
     if len(problems) > MAX_LISTED:
         problems = problems[:MAX_LISTED] + [f"and {len(problems) - MAX_LISTED} more unexpected steps"]

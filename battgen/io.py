@@ -1,5 +1,7 @@
-"""Atomic writes (a result file is either complete or absent, never half-written) and the
-fingerprint of the package source that cached results are keyed by."""
+"""Files in and out, safely: atomic writes with ordinary permissions (a result file is either
+complete or absent, never half-written), output locations checked before any work, a user's
+CSV table read with one-line errors, and the fingerprint of the package source that cached
+results are keyed by."""
 
 from __future__ import annotations
 
@@ -9,26 +11,60 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-__all__ = ["atomic_path", "write_json", "write_table", "progress_enabled", "package_fingerprint"]
+__all__ = [
+    "OutputError",
+    "atomic_path",
+    "check_output",
+    "read_table",
+    "write_bytes",
+    "write_json",
+    "write_table",
+    "progress_enabled",
+    "package_fingerprint",
+    "sha256_parts",
+]
+
+
+class OutputError(ValueError):
+    """An output location that cannot, or must not, be written (checked before any work)."""
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give it (``0o666`` less the
+    umask), not the ``0o600`` of the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
@@ -49,6 +85,112 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- output locations
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), force: bool = False,
+                 folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can and may be written; raise :class:`OutputError` if not.
+
+    Refused: a path that is one of ``inputs`` (even with ``force``: an input is never
+    overwritten), an existing file unless ``force`` (an earlier output is kept unless asked),
+    an existing folder where a file is wanted (or a file where a ``folder`` is wanted), anything
+    that is not a regular file, a path below a regular file, and a place that cannot be written
+    (tried by creating and removing a temporary file in the nearest existing folder).
+    """
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a folder; expected a folder to write the results into")
+    elif path.is_dir():
+        raise OutputError(f"{path}: is a folder; expected the name of a file to write")
+    elif path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise OutputError(f"{path}: exists and is not a regular file; it is not replaced")
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise OutputError(f"{path}: is an input of this command ({source}); write the output to another file")
+    if not folder and path.exists() and not force:
+        raise OutputError(f"{path}: exists; it is not replaced unless you pass --force")
+    ancestor = path if folder else path.parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():
+            raise OutputError(f"{path}: cannot be created: {ancestor} is a broken symbolic link")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{path}: cannot be created: {ancestor} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".battgen-probe-", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {ancestor} ({exc.strerror or exc})") from exc
+    return path
+
+
+# --------------------------------------------------------------------------- reading a user's table
+
+_WORKBOOK_MAGIC = {b"PK\x03\x04": "an Excel workbook (.xlsx) or another zip archive",
+                   b"\xd0\xcf\x11\xe0": "an Excel 97-2003 workbook (.xls)"}
+_SEPARATORS = {";": "semicolons (;)", "\t": "tabs", "|": "vertical bars (|)"}
+
+
+def read_table(path: str | os.PathLike, what: str = "table") -> pd.DataFrame:
+    """Read a comma-separated CSV (or records JSON, ``.json``) file; ``ValueError`` in one line otherwise.
+
+    The line names the file and the cause: no such file, a folder, an empty file, a header
+    without rows, a workbook or other binary file, text that is not UTF-8, columns separated by
+    something other than commas (the separator is named), or rows that do not parse. ``what``
+    says what the file should hold (for the messages).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; expected a CSV file ({what})")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ValueError(f"{path}: the file is empty; expected a CSV file with a header line ({what})")
+    for magic, kind in _WORKBOOK_MAGIC.items():
+        if raw.startswith(magic):
+            raise ValueError(f"{path}: is {kind}, not a CSV file; save the sheet as CSV (comma-separated) first")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                         f"expected a CSV file ({what}); save it as CSV UTF-8") from exc
+    if "\x00" in text:
+        raise ValueError(f"{path}: is a binary file, not a CSV file ({what})")
+    try:
+        if path.suffix.lower() == ".json":
+            df = pd.read_json(path, orient="records")
+        else:
+            header = text.lstrip().splitlines()[0]
+            for sep, name in _SEPARATORS.items():
+                if sep in header and "," not in header:
+                    raise ValueError(f"{path}: columns are separated by {name}, not commas; save it as "
+                                     f"comma-separated CSV (header line starts {header[:40]!r})")
+            df = pd.read_csv(path, encoding="utf-8-sig")
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: cannot be read as {'records JSON' if path.suffix.lower() == '.json' else 'CSV'} "
+                         f"({' '.join(str(exc).split())})") from exc
+    if df.empty:
+        raise ValueError(f"{path}: has a header but no data rows; expected {what}")
+    return df
+
+
+# --------------------------------------------------------------------------- progress, fingerprints
+
+
 def progress_enabled(progress: bool | None) -> bool:
     """``progress`` if given, else ``$BATTGEN_PROGRESS`` (default on); off when CI is set."""
     if progress is not None:
@@ -67,10 +209,11 @@ def package_fingerprint() -> str:
 def _tree_fingerprint(folder: Path, pattern: str) -> str:
     """sha256 over the relative paths and contents of the files under ``folder`` matching ``pattern``."""
     files = sorted(p for p in folder.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts)
-    return _sha256_bytes(*(x for p in files for x in (p.relative_to(folder).as_posix().encode(), p.read_bytes())))
+    return sha256_parts(*(x for p in files for x in (p.relative_to(folder).as_posix().encode(), p.read_bytes())))
 
 
-def _sha256_bytes(*parts: bytes) -> str:
+def sha256_parts(*parts: bytes) -> str:
+    """Hex sha256 of a sequence of byte strings, each prefixed by its length (so parts cannot run together)."""
     h = hashlib.sha256()
     for part in parts:
         h.update(len(part).to_bytes(8, "little"))

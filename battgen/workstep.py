@@ -265,7 +265,9 @@ def read_workstep(path: str | os.PathLike, extra: Iterable[str] = ()) -> pd.Data
     状态) and ``duration_s``. Step numbers and loops are integers; voltages (V), currents (A),
     capacities (Ah) and energies (Wh) floats with the tester's signs (discharge < 0); time stamps
     datetimes; ``result`` stripped text (:data:`COMPLETED` for a step that ran its course).
-    Unreadable cells of columns that are neither required nor ``extra`` become NaN/NaT.
+    Unreadable cells of columns that are neither required nor ``extra`` become NaN/NaT. Blank
+    rows (every required cell empty or white space, as a tester export can leave where a step
+    was lost) are skipped; those between steps are listed in ``attrs["blank_rows"]`` (sheet rows).
 
     Raises ``ValueError`` naming the file, column and row when the sheet is not a workstep layer,
     lacks a required column or holds an unreadable value there; ``FileNotFoundError`` if ``path``
@@ -280,7 +282,11 @@ def read_workstep(path: str | os.PathLike, extra: Iterable[str] = ()) -> pd.Data
     source = path.name
     df, title = _read_cells(path, required)
     df["sheet_row"] = np.arange(2, len(df) + 2)
-    df = df[df[list(required)].notna().any(axis=1)].reset_index(drop=True)  # trailing empty rows
+    cells = df[list(required)]
+    blank = (cells.isna() | cells.map(lambda v: isinstance(v, str) and not v.strip())).all(axis=1).to_numpy()
+    last = int(np.flatnonzero(~blank)[-1]) if (~blank).any() else -1
+    blank_rows = df["sheet_row"].to_numpy()[:last][blank[:last]].tolist()  # blank rows between steps (not trailing)
+    df = df[~blank].reset_index(drop=True)
     if df.empty:
         raise ValueError(f"{source}: sheet {title!r} has a workstep header but no steps")
     for col in (c for c in _NUMERIC if c in df):
@@ -302,6 +308,7 @@ def read_workstep(path: str | os.PathLike, extra: Iterable[str] = ()) -> pd.Data
         raise _bad_cell(df, "duration", df["duration_s"].isna(), source, "a duration; expected h:min:s.ms")
     df["kind"] = [_kind(v) for v in df["mode"]]
     df["result"] = df["result"].astype(str).str.strip()
+    df.attrs["blank_rows"] = blank_rows
     return df
 
 

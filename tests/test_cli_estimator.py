@@ -25,7 +25,7 @@ def model(data_dir: Path, tmp_path_factory) -> Path:
 def test_train_writes_a_loadable_model(model: Path, capsys) -> None:
     est = SOHEstimator.load(model)
     assert est.measured_soc_ == [5, 25, 50] and est.random_state == 1 and est.generator == SOHEstimator().generator
-    assert est.info_["battery"] == "NMC21"
+    assert est.design_ == {"battery": "NMC21", "pulse_width_s": 5.0}
 
 
 def test_estimate_schema_file_passes_ids_through(model: Path, data_dir: Path, tmp_path: Path) -> None:

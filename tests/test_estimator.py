@@ -100,18 +100,106 @@ def test_save_load_predicts_identically(fitted, data, tmp_path: Path, gen: str) 
         np.testing.assert_array_equal(back.generator_.decode(z, cond), est.generator_.decode(z, cond))
 
 
-def test_tampered_or_foreign_files_are_refused(fitted, tmp_path: Path) -> None:
+def _resave(payload: dict, path: Path, digest: bool = True) -> Path:
+    """Write a crafted payload; with ``digest`` its sha256 is recomputed (a deliberate, consistent edit)."""
+    from battgen.estimator import _digest
+
+    if digest:
+        payload["sha256"] = _digest(payload)
+    torch.save(payload, path)
+    return path
+
+
+def test_same_model_same_bytes_and_ordinary_permissions(fitted, tmp_path: Path) -> None:
+    import os
+
+    est = fitted["residual"]
+    a, b = est.save(tmp_path / "a.pt"), est.save(tmp_path / "sub" / "other-name.pt")
+    assert a.read_bytes() == b.read_bytes()  # no file name inside the archive
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert a.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_flipped_byte_in_the_training_rows_is_corruption(fitted, tmp_path: Path) -> None:
+    est = fitted["interpolation"]
+    path = est.save(tmp_path / "m.pt")
+    raw = bytearray(path.read_bytes())
+    value = est.train_X_[3, 5].tobytes()  # U6 of the fourth stored training row
+    at = bytes(raw).find(value)
+    assert at > 0 and bytes(raw).count(value) == 1
+    raw[at + 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"m\.pt: corrupt or modified file \(its content does not match the sha256") as err:
+        SOHEstimator.load(path)
+    assert "version" not in str(err.value)
+
+
+def test_other_versions_are_named_only_when_they_differ(fitted, tmp_path: Path) -> None:
+    import json
+
     path = fitted["interpolation"].save(tmp_path / "m.pt")
     payload = torch.load(path, weights_only=True)
-    payload["probe_pred"] = payload["probe_pred"] + 0.01
-    torch.save(payload, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="does not reproduce"):
-        SOHEstimator.load(tmp_path / "bad.pt")
+    versions = json.loads(payload["versions"])
+    assert set(versions) == {"battgen", "scikit-learn", "torch", "numpy"}
+    # a forest that refits differently with the same versions: the file was edited
+    changed = dict(payload, probe_pred=payload["probe_pred"] + 0.01)
+    with pytest.raises(ValueError, match="corrupt or modified file.*same versions") as err:
+        SOHEstimator.load(_resave(changed, tmp_path / "edited.pt"))
+    assert "other version" not in str(err.value)
+    # ... with another scikit-learn: blamed on the version, which is named
+    old = dict(changed, versions=json.dumps({**versions, "scikit-learn": "0.0.1"}))
+    with pytest.raises(ValueError, match=r"another version: scikit-learn 0\.0\.1 \(this is ") as err:
+        SOHEstimator.load(_resave(old, tmp_path / "old.pt"))
+    assert "corrupt" not in str(err.value)
+    # another version whose forest still refits bit for bit loads fine
+    fine = dict(payload, versions=json.dumps({**versions, "battgen": "0.0.0"}))
+    back = SOHEstimator.load(_resave(fine, tmp_path / "fine.pt"))
+    np.testing.assert_array_equal(back.train_X_, fitted["interpolation"].train_X_)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.pop("train_y"), "corrupt or modified file (entry 'train_y' is missing)"),
+    (lambda p: p.update(extra=torch.zeros(1)), "corrupt or modified file (entry 'extra' is unknown)"),
+    (lambda p: p.update(params='{"generator": "interpolation", "colour": 3}'), "corrupt or modified file (TypeError"),
+    (lambda p: p.update(train_X=p["train_X"][:, :20]), "shapes do not fit together"),
+    (lambda p: p.update(format_version=1), "model file format 1 of another version of battgen"),
+    (lambda p: p.update(format="something.else"), "not a battgen model file"),
+])
+def test_crafted_files_are_one_clear_error(fitted, tmp_path: Path, edit, message: str) -> None:
+    payload = torch.load(fitted["interpolation"].save(tmp_path / "m.pt"), weights_only=True)
+    edit(payload)
+    with pytest.raises(ValueError) as err:
+        SOHEstimator.load(_resave(payload, tmp_path / "crafted.pt", digest="sha256" in payload and "extra" not in payload))
+    assert message in str(err.value) and "crafted.pt" in str(err.value)
+
+
+def test_foreign_files_are_refused(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a battgen SOHEstimator"):
+    with pytest.raises(ValueError, match="other.pt: not a battgen model file"):
         SOHEstimator.load(tmp_path / "other.pt")
+    (tmp_path / "table.pt").write_text("U1,U2\n3.7,3.8\n")
+    with pytest.raises(ValueError, match="table.pt: not a battgen model file .*: it is not a torch archive"):
+        SOHEstimator.load(tmp_path / "table.pt")
     with pytest.raises(FileNotFoundError):
         SOHEstimator.load(tmp_path / "missing.pt")
+
+
+def test_the_model_records_design_and_pulse_width_and_refuses_other_ones(fitted, data, tmp_path: Path) -> None:
+    _, test = data
+    est = SOHEstimator.load(fitted["interpolation"].save(tmp_path / "m.pt"))
+    assert est.design_ == fitted["interpolation"].design_ == {"battery": "NMC21", "pulse_width_s": 5.0}
+    rows = test.head(4).reset_index(drop=True)
+    np.testing.assert_array_equal(est.predict(rows), est.predict(rows[FEATURES]))  # matching declarations pass
+    other = rows.assign(battery=["NMC21", "LFP35", "LMO 10 Ah", None])
+    with pytest.raises(ValueError, match=r"input: row 3: column 'battery' declares LFP35, the model was trained on "
+                                         r"NMC21 \(and 1 more row\); refusing"):
+        est.predict(other)
+    with pytest.raises(ValueError, match=r"row 2: column 'pulse_width_s' declares 3 s, the model was trained on 5 s"):
+        est.predict(rows.assign(pulse_width_s=3.0))
+    custom = SOHEstimator(generator="none").fit(rows[FEATURES].to_numpy(), rows["soh"], soc=rows["soc"])
+    assert custom.design_ == {"battery": "custom", "pulse_width_s": "custom"}
+    assert np.isfinite(custom.predict(other)).all()  # a custom model cannot tell: nothing is refused
 
 
 def test_bad_input_names_the_row(fitted, data) -> None:
