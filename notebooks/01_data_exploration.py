@@ -37,13 +37,13 @@ progress = False
 # its published sha256 and returns one tidy table per battery type. This chapter trains
 # nothing, so `profile` and `seeds` do not change its output.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from battgen import plotting
-from battgen.book import put, put_many, setup_chapter
+from battgen.book import put, put_many, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES, fetch
 from battgen.features import pulse_points
 from battgen.io import write_json, write_table
@@ -64,7 +64,7 @@ batteries = df.drop_duplicates("battery_id")[["battery", "cathode", "cell", "bat
 # 5 %, 10 %, ... SOC, and at each level the pulse sequence was injected. The paper uses the 5 s
 # pulses at 5-50 % SOC: one sample is one battery at one SOC level.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 overview = (
     df.groupby("battery", sort=False)
     .agg(cathode=("cathode", "first"), nominal_ah=("qn_ah", "first"), batteries=("battery_id", "nunique"),
@@ -78,11 +78,17 @@ print(f"{len(df)} samples, {df.battery_id.nunique()} batteries, {df.battery.nuni
       f"({df.soc_pct.min()}-{df.soc_pct.max()} %)")
 print(overview.to_string())
 
+# %% tags=["hide-input"]
+table(overview.reset_index(names="battery type").rename(columns={
+          "nominal_ah": "nominal capacity (Ah)", "soc_levels": "SOC levels", "soh_min": "SOH min", "soh_mean": "SOH mean",
+          "soh_max": "SOH max"}),
+      "The four battery types of PulseBat (5 s pulses, 5-50 % SOC)", formats={"nominal capacity (Ah)": "{:g}"})
+
 # %% [markdown]
 # NMC 2.1 Ah rows are fewer physical cells measured at several ageing checkpoints (the `cell`
 # column); any train/test split must keep one cell's checkpoints together.
 
-# %%
+# %% tags=["hide-input"]
 summary = {
     "n_samples": len(df),
     "n_batteries": int(df.battery_id.nunique()),
@@ -115,7 +121,7 @@ put_many(summary)
 # draws the 75 s rests compressed so that the 5 s pulses stay readable (tick labels are true
 # seconds).
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 example_id = "02LCC02100101A87Y0052124"
 workstep = fetch("workstep/NMC_C_21_B_6_SOC_5-90_Part_1-2_ID_02LCC02100101A87Y0052124.xlsx", data_dir)
 steps = pulse_points(workstep, 25, pulse_width_s=5)
@@ -124,7 +130,7 @@ points = plotting.turning_points(steps).set_index("feature")["voltage_v"]
 print(f"{len(steps)} tester steps, {len(points)} turning points; largest difference from the published "
       f"features of this battery: {(points - example[FEATURES]).abs().max():.4f} V")
 
-# %%
+# %% tags=["hide-input"]
 plotting.plot_pulse_sequence(
     steps, color=plotting.PALETTE["NMC21"],
     title=f"{plotting.label('NMC21')} battery {example_id[-7:]}, SOH {example.soh:.3f}, 25 % SOC",
@@ -137,7 +143,7 @@ plotting.plot_pulse_sequence(
 # NMC 2.1 Ah cells and the LMO 10 Ah cells spread widest; the LFP and NMC 21 Ah cells retired
 # from vehicles sit in a narrower band.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7.0, 3.6))
 order = list(BATTERIES)
 sns.boxplot(data=batteries, x="soh", y="battery", order=order, hue="battery", hue_order=order,
@@ -155,7 +161,7 @@ ax.set(xlabel="SOH (calibrated / nominal capacity)", ylabel="");
 # is notoriously flat. The whole U1-U21 profile shifts with SOC (right, LMO 10 Ah): the pulse
 # responses ride on top of the SOC-dependent equilibrium voltage.
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10.0, 4.0))
 sns.lineplot(data=df, x="soc_pct", y="U1", errorbar=("pi", 50), marker="o", ax=ax0, **plotting.hue_battery())
 plotting.relabel_legend(ax0)
@@ -178,7 +184,7 @@ ax1.set_xticks(range(1, 22, 2));
 # falls; for the other types the relation is weaker and not even monotonic. And at any SOH the
 # SOC levels spread the feature about as much as the whole SOH range does.
 
-# %%
+# %% tags=["hide-input"]
 df["ohmic_1p5C"] = df["U18"] - df["U17"]
 grid = sns.relplot(data=df, x="soh", y="ohmic_1p5C", hue="soc_pct", col="battery", col_order=list(BATTERIES),
                    palette=plotting.SOC_CMAP, legend="full", s=10, alpha=0.7, height=2.6, aspect=0.95,
@@ -197,7 +203,7 @@ grid.legend.set_title("SOC (%)");
 # type) into the share explained by the SOC level (the between-SOC share, $\eta^2$) and compare
 # it with the share explained linearly by SOH ($r^2$ with SOH).
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 by_type = df.groupby("battery", sort=False)
 total = df[FEATURES] - by_type[FEATURES].transform("mean")
 between_soc = df.groupby(["battery", "soc"])[FEATURES].transform("mean") - by_type[FEATURES].transform("mean")
@@ -212,7 +218,13 @@ confounding.index = confounding.index.map(plotting.label)
 print("median over U1-U21 of the variance share explained by SOC and by SOH")
 print(confounding.to_string())
 
-# %%
+# %% tags=["hide-input"]
+table(confounding.reset_index(names="battery type").rename(columns={
+          "SOC (eta^2)": "share explained by SOC (eta squared)", "SOH (r^2)": "share explained by SOH (r squared)"}),
+      "Median over U1-U21 of the share of a feature's variance explained by SOC and by SOH",
+      formats={"share explained by SOC (eta squared)": "{:.0%}", "share explained by SOH (r squared)": "{:.0%}"})
+
+# %% tags=["hide-input"]
 long = shares.melt(id_vars=["battery", "feature"], var_name="explained by", value_name="share")
 fig, ax = plt.subplots(figsize=(8.0, 3.6))
 sns.boxplot(data=long, x="battery", y="share", hue="explained by", order=list(BATTERIES),
@@ -222,7 +234,7 @@ ax.set(xlabel="", ylabel="Share of feature variance", ylim=(0, 1),
        title="Per feature U1-U21: variance explained by SOC level vs by SOH")
 ax.legend(title=None, loc="center right");
 
-# %%
+# %% tags=["hide-input"]
 write_table(shares, ctx.out_dir / "variance_shares.csv")
 write_json(summary | {"median_share_soc": confounding["SOC (eta^2)"].to_dict(),
                       "median_share_soh": confounding["SOH (r^2)"].to_dict()}, ctx.out_dir / "summary.json")

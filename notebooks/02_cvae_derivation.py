@@ -26,6 +26,10 @@
 # type and looks at what training does: the curves of the reconstruction and KL terms, the
 # collapse of the latent space that those curves reveal, and the reconstruction of U1 at 35 %
 # and 50 % SOC and of U1-U21 at every measured level (the paper's Fig. 3a and 3b).
+#
+# On the way it draws the model with the shape of every tensor, derives the ELBO and the KL
+# divergence of two Gaussians step by step, and explains the collapse with a one-dimensional toy
+# that can be solved by hand. Exercises (with solutions folded away) close the derivations.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -44,15 +48,16 @@ progress = False
 # `battgen.evaluation.generators.fit_models` call (one stack; each fit keeps its own seed, data
 # and optimiser state), the same fits as the case-0 generators of chapters 3 and 4.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import put, put_many, setup_chapter, source_block
+from battgen.book import put, put_many, setup_chapter, source_block, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (decoder_variance, feature_errors, latent_usage, reconstruct,
                                  residual_spectrum)
@@ -67,7 +72,7 @@ CASE = 0  # measured at 5, 15, 25, 35, 45 and 50 % SOC
 config, train = CVAEConfig(), ctx.profile.train_config()
 frames = ctx.frames(pulse_width_s=5)
 
-# %%
+# %% tags=["hide-input"]
 plan = [(b, seed) for seed in ctx.profile.seeds for b in BATTERIES]
 requests = [(paper_split(frames[b], CASE, seed), "paper") for b, seed in plan]
 fits = dict(zip(plan, fit_models(requests, GeneratorSettings(config, train), progress)))
@@ -79,6 +84,20 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
       f"(training SOC {', '.join(map(str, CASES[CASE]))} %), {len(fits)} generators")
 
 # %% [markdown]
+# ## The model at a glance
+#
+# Every box below is a tensor of the paper's CVAE with its shape ($B$ rows of a mini-batch); the
+# arrows are the layers. The encoder (top) maps the 21 scaled voltages $x$ and the condition
+# $c = [\mathrm{SOC}, \mathrm{SOH}]$ to the mean and log-variance of a two-dimensional code $z$;
+# the decoder (bottom) maps $z$ and $c$ back to 21 voltages. Both halves read the condition
+# through its 64-unit embedding $C$ with a cross-attention layer (chapter 3). The figure is drawn
+# by `battgen.plotting.plot_architecture` from the same `CVAEConfig` the chapter trains, so its
+# sizes are the model's.
+
+# %% tags=["hide-input"]
+plotting.plot_architecture(config);
+
+# %% [markdown]
 # ## From the evidence lower bound to the conditional one
 #
 # ### The variational autoencoder
@@ -86,17 +105,41 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
 # A latent-variable model explains a sample $x$ (here the 21 scaled voltages) by a code $z$ drawn
 # from a prior $p(z)$ and a decoder $p_\theta(x \mid z)$. Its likelihood
 # $p_\theta(x) = \int p_\theta(x \mid z)\, p(z)\, dz$ cannot be computed, so an encoder
-# $q_\phi(z \mid x)$ approximates the posterior, and for any such $q_\phi$
+# $q_\phi(z \mid x)$ approximates the posterior $p_\theta(z \mid x)$. The bound follows in four
+# steps, for any such $q_\phi$.
+#
+# **Step 1.** $\log p_\theta(x)$ does not depend on $z$, so it equals its own average over any
+# distribution of $z$:
+# $\log p_\theta(x) = \mathbb{E}_{q_\phi(z \mid x)}\big[\log p_\theta(x)\big]$.
+#
+# **Step 2.** Bayes' rule, $p_\theta(x) = p_\theta(x, z) / p_\theta(z \mid x)$, holds for every $z$:
+#
+# $$
+# \log p_\theta(x) = \mathbb{E}_{q_\phi}\big[\log p_\theta(x, z) - \log p_\theta(z \mid x)\big].
+# $$
+#
+# **Step 3.** Add and subtract $\log q_\phi(z \mid x)$ inside the average and regroup:
 #
 # $$
 # \log p_\theta(x)
-#   = \underbrace{\mathbb{E}_{q_\phi(z \mid x)}\big[\log p_\theta(x \mid z)\big]
-#     - \mathrm{KL}\big(q_\phi(z \mid x)\,\|\,p(z)\big)}_{\mathcal{L}(\theta, \phi; x)\ \text{(ELBO)}}
-#   + \mathrm{KL}\big(q_\phi(z \mid x)\,\|\,p_\theta(z \mid x)\big).
+#   = \underbrace{\mathbb{E}_{q_\phi}\Big[\log \frac{p_\theta(x, z)}{q_\phi(z \mid x)}\Big]}_{\mathcal{L}(\theta, \phi; x)}
+#   + \underbrace{\mathbb{E}_{q_\phi}\Big[\log \frac{q_\phi(z \mid x)}{p_\theta(z \mid x)}\Big]}_{\mathrm{KL}(q_\phi(z \mid x)\,\|\,p_\theta(z \mid x))} .
 # $$
 #
-# The last term is non-negative, so $\mathcal{L}$ is a lower bound on the evidence
-# $\log p_\theta(x)$, tight when the encoder matches the true posterior. Maximising it over
+# **Step 4.** Write the joint as $p_\theta(x, z) = p_\theta(x \mid z)\, p(z)$ and split the
+# logarithm of the first term:
+#
+# $$
+# \mathcal{L}(\theta, \phi; x)
+#   = \mathbb{E}_{q_\phi(z \mid x)}\big[\log p_\theta(x \mid z)\big]
+#     - \mathrm{KL}\big(q_\phi(z \mid x)\,\|\,p(z)\big).
+# $$
+#
+# A KL divergence is never negative (Jensen's inequality for the concave logarithm:
+# $-\mathrm{KL}(q \,\|\, p) = \mathbb{E}_q[\log (p/q)] \le \log \mathbb{E}_q[p/q] = \log 1 = 0$), so
+# the second term of step 3 is at least zero and $\mathcal{L} \le \log p_\theta(x)$:
+# $\mathcal{L}$ is the evidence lower bound (ELBO), tight when the encoder matches the true
+# posterior. Maximising it over
 # $\theta$ and $\phi$ fits the decoder and the encoder together {cite}`kingma2014auto`. The first
 # term rewards reconstructing $x$ from its code; the second keeps the codes close to the prior,
 # and it is what lets one *generate* by decoding draws from $p(z)$.
@@ -117,7 +160,17 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
 # $z \sim \mathcal{N}(0, I)$ at that condition. With a Gaussian encoder
 # $q_\phi(z \mid x, c) = \mathcal{N}(\mu, \operatorname{diag} \sigma^2)$ (the network outputs
 # $\mu$ and $\log \sigma^2$, two numbers each since the latent space has two dimensions) the
-# KL term has a closed form,
+# KL term has a closed form. Both distributions factorise over the $L$ coordinates, so the KL
+# divergence is a sum of one-dimensional ones; for one coordinate, with $q = \mathcal{N}(\mu, \sigma^2)$
+# and $p = \mathcal{N}(0, 1)$:
+#
+# 1. the log-densities are $\log q(z) = -\tfrac12 \log(2\pi\sigma^2) - \frac{(z - \mu)^2}{2\sigma^2}$ and
+#    $\log p(z) = -\tfrac12 \log(2\pi) - \frac{z^2}{2}$;
+# 2. their difference is $\log q(z) - \log p(z) = -\tfrac12 \log \sigma^2 - \frac{(z - \mu)^2}{2\sigma^2} + \frac{z^2}{2}$;
+# 3. under $z \sim q$, $\mathbb{E}[(z - \mu)^2] = \sigma^2$ and $\mathbb{E}[z^2] = \mu^2 + \sigma^2$;
+# 4. so $\mathrm{KL}(q \,\|\, p) = \mathbb{E}_q[\log q - \log p] = -\tfrac12 \log \sigma^2 - \tfrac12 + \tfrac12(\mu^2 + \sigma^2)$.
+#
+# Summed over the coordinates,
 #
 # $$
 # \mathrm{KL}\big(\mathcal{N}(\mu, \operatorname{diag}\sigma^2)\,\|\,\mathcal{N}(0, I)\big)
@@ -125,7 +178,17 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
 # $$
 #
 # which is zero only when $\mu = 0$ and $\sigma = 1$: when the code carries no information about
-# the sample.
+# the sample. A check by simulation: the average of $\log q(z) - \log p(z)$ over draws from $q$
+# must approach the closed form.
+
+# %% tags=["teach"]
+rng = np.random.default_rng(0)
+mu, sigma = np.array([0.8, -0.3]), np.array([0.5, 1.4])  # one two-dimensional posterior
+z = mu + sigma * rng.standard_normal((200_000, 2))  # draws from q, (200000, 2)
+log_q = (-0.5 * np.log(2 * np.pi * sigma**2) - (z - mu) ** 2 / (2 * sigma**2)).sum(axis=1)  # (200000,)
+log_p = (-0.5 * np.log(2 * np.pi) - z**2 / 2).sum(axis=1)  # (200000,)
+closed_form = 0.5 * np.sum(mu**2 + sigma**2 - np.log(sigma**2) - 1)
+print(f"Monte Carlo: {np.mean(log_q - log_p):.4f} nats; closed form: {closed_form:.4f} nats")
 #
 # ### The reparameterisation trick
 #
@@ -143,8 +206,45 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
 # one line (the trainer draws the noise in advance from each fit's own seeded generator and
 # applies the same formula):
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(source_block(CVAE.reparameterize)))
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-02-kl-general
+#
+# Repeat steps 1-4 for two arbitrary one-dimensional Gaussians and show that
+# $\mathrm{KL}\big(\mathcal{N}(\mu_1, \sigma_1^2)\,\|\,\mathcal{N}(\mu_2, \sigma_2^2)\big)
+# = \log\frac{\sigma_2}{\sigma_1} + \frac{\sigma_1^2 + (\mu_1 - \mu_2)^2}{2\sigma_2^2} - \frac12$.
+# Check that it reduces to the formula above for $\mu_2 = 0$, $\sigma_2 = 1$.
+# :::
+#
+# :::{solution} ex-02-kl-general
+# :class: dropdown
+#
+# $\log q - \log p = \log\frac{\sigma_2}{\sigma_1} - \frac{(z - \mu_1)^2}{2\sigma_1^2} + \frac{(z - \mu_2)^2}{2\sigma_2^2}$.
+# Under $z \sim \mathcal{N}(\mu_1, \sigma_1^2)$, $\mathbb{E}[(z - \mu_1)^2] = \sigma_1^2$ and
+# $\mathbb{E}[(z - \mu_2)^2] = \sigma_1^2 + (\mu_1 - \mu_2)^2$ (variance plus squared bias), which gives
+# the result. With $\mu_2 = 0$, $\sigma_2 = 1$: $-\log\sigma_1 + \frac{\sigma_1^2 + \mu_1^2}{2} - \frac12
+# = \frac12(\mu_1^2 + \sigma_1^2 - \log\sigma_1^2 - 1)$.
+# :::
+#
+# :::{exercise}
+# :label: ex-02-tight
+#
+# When is the ELBO equal to $\log p_\theta(x)$? Why can a Gaussian encoder
+# $q_\phi(z \mid x) = \mathcal{N}(\mu, \operatorname{diag}\sigma^2)$ not always reach that point?
+# :::
+#
+# :::{solution} ex-02-tight
+# :class: dropdown
+#
+# By step 3, exactly when $\mathrm{KL}(q_\phi(z \mid x)\,\|\,p_\theta(z \mid x)) = 0$, that is when the
+# encoder's distribution is the true posterior. A Gaussian with a diagonal covariance can only
+# match a posterior of that family; a multimodal or correlated posterior leaves a gap, and
+# maximising the ELBO then also pushes the decoder towards models whose posterior is easy to
+# approximate.
+# :::
 
 # %% [markdown]
 # ## The paper's loss and its weights
@@ -189,12 +289,12 @@ display(Markdown(source_block(CVAE.reparameterize)))
 # weight `beta` and a floor of `free_bits` nats) serves the improved generators of chapter 6 and
 # is never taken here. The encoder and decoder follow.
 
-# %%
+# %% tags=["remove-input"]
 s2 = decoder_variance(config)
 put_many({"sigma2": s2, "sigma_std": np.sqrt(s2), "sigma_pct": 100 * np.sqrt(s2)})
 display(Markdown(source_block(loss_terms)))
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(source_block(CVAE.encode)))
 display(Markdown(source_block(CVAE.decode)))
 
@@ -213,7 +313,7 @@ display(Markdown(source_block(CVAE.decode)))
 # $F \cdot \mathrm{MSE}$ and the KL divergence (log scale), one line per battery type (the band
 # spans the seeds when there are several).
 
-# %%
+# %% tags=["hide-input"]
 history = pd.concat(
     [pd.DataFrame(fit.history).assign(battery=b, seed=seed, epoch=np.arange(1, train.epochs + 1))
      for (b, seed), fit in fits.items()],
@@ -227,7 +327,7 @@ for ax, term, title in ((axes[0], "recon", "reconstruction term $F \\cdot$ MSE")
     ax.set(yscale="log", xlabel="epoch", ylabel=term, title=title)
 axes[1].get_legend().remove();
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 last = history[history.epoch == train.epochs].groupby("battery", sort=False)[["recon", "kl"]].agg(["min", "max"])
 put_many({"recon_final_min": last[("recon", "min")].min(), "recon_final_max": last[("recon", "max")].max(),
           "kl_final_max": last[("kl", "max")].max(), "kl_first_max": history[history.epoch == 1]["kl"].max()})
@@ -253,14 +353,17 @@ print(f"  KL term below 1e-3 nats in every fit: {bool(last[('kl', 'max')].max() 
 # varying with variance above 0.01), and how far any decoded voltage moves, in mV, when one
 # latent coordinate sweeps from -3 to +3 (three prior standard deviations) at fixed condition.
 
-# %%
+# %% tags=["hide-input"]
 usage = pd.DataFrame([{"battery": b, "seed": seed, **latent_usage(fit, *rows[b])}
                       for (b, seed), fit in fits.items()])
 write_table(usage, ctx.out_dir / "latent_usage.csv")
-shown = usage.assign(battery=usage.battery.map(plotting.label))
-shown.style.format({"kl": "{:.1e}", "mu_std_max": "{:.1e}", "sigma_mean": "{:.4f}", "decoder_range_mv": "{:.2f}"}).hide(axis="index")
+table(usage.assign(battery=usage.battery.map(plotting.label)).rename(columns={
+          "kl": "KL per sample (nats)", "mu_std_max": "spread of posterior means", "sigma_mean": "posterior std",
+          "active_units": "active units", "decoder_range_mv": "decoded change, z from -3 to 3 (mV)"}),
+      "Latent usage of every fit (all rows of its battery type)",
+      formats={"KL per sample (nats)": "{:.1e}", "spread of posterior means": "{:.1e}", "posterior std": "{:.4f}"})
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 put_many({"active_units": usage["active_units"].sum(), "decoder_range_mv_max": usage["decoder_range_mv"].max(),
           "sigma_mean_min": usage["sigma_mean"].min()})
 print(f"active latent units over all {len(usage)} fits: {int(usage['active_units'].sum())}")
@@ -280,9 +383,9 @@ print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {b
 # **Why.** The loss weights explain it. By the argument above, the decoder assumes noise of
 # variance $s^2$ = {glue:text}`sigma2:.2f` on each scaled feature. A code is worth its KL cost
 # only if it explains variation that the condition does not. For a decoder linear in $z$ the
-# optimum is known in closed form (Lucas et al., *Don't Blame the ELBO!*, NeurIPS 2019): a
-# latent direction is used only where the data's variance exceeds $s^2$, and otherwise its
-# posterior is the prior. Here, what the condition leaves unexplained (the scaled features
+# optimum is known in closed form {cite}`lucas2019dont`: a latent direction is used only where
+# the data's variance exceeds $s^2$, and otherwise its posterior is the prior (the toy below
+# shows it in one dimension). Here, what the condition leaves unexplained (the scaled features
 # minus the decoder's output at $z = 0$) has a covariance whose *total* variance (its trace) is
 # at most {glue:text}`resid_trace_max:.3f` and whose largest eigenvalue is at most
 # {glue:text}`resid_top_max:.3f`, both far below $s^2$. SOC and SOH already determine the pulse
@@ -291,13 +394,122 @@ print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {b
 # paper's loss weights. A smaller $s^2$ (more weight on the reconstruction) would let the code
 # carry the battery-to-battery variation that SOC and SOH do not explain.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 spectra = {(b, seed): residual_spectrum(fit, *rows[b]) for (b, seed), fit in fits.items()}
 resid = pd.DataFrame([{"battery": b, "seed": seed, "top_eigenvalue": ev[0], "trace": ev.sum()}
                       for (b, seed), ev in spectra.items()])
 write_table(resid, ctx.out_dir / "residual_spectrum.csv")
 put_many({"resid_top_max": resid["top_eigenvalue"].max(), "resid_trace_max": resid["trace"].max()})
 print(f"decoder variance s^2 = {s2:.2f}; residual variance below it in every fit: {bool(resid['trace'].max() < s2)}")
+
+# %% [markdown]
+# ### A one-dimensional toy of posterior collapse
+#
+# Strip the model down to one dimension: data $x \sim \mathcal{N}(0, v)$ and no condition, a prior
+# $p(z) = \mathcal{N}(0, 1)$, a linear decoder $p(x \mid z) = \mathcal{N}(w z, s^2)$ whose noise
+# variance $s^2$ is fixed (as the loss weights fix it above), and a linear Gaussian encoder
+# $q(z \mid x) = \mathcal{N}(a x, \tau^2)$. Every expectation in the ELBO is then a closed form;
+# averaged over the data,
+#
+# $$
+# \mathcal{L}(w, a, \tau) = -\tfrac12 \log(2\pi s^2)
+#   - \frac{(1 - w a)^2\, v + w^2 \tau^2}{2 s^2}
+#   - \tfrac12\big(a^2 v + \tau^2 - \log\tau^2 - 1\big),
+# $$
+#
+# the reconstruction term (with $z = a x + \tau\varepsilon$) minus the KL term of the Gaussian
+# formula above. The model's marginal is $p(x) = \mathcal{N}(0, w^2 + s^2)$: its likelihood is
+# largest at $w^2 = v - s^2$ when $v > s^2$, and at $w = 0$ otherwise. Its posterior is Gaussian,
+# so the encoder can match it and the ELBO reaches that optimum, where the KL term is
+# $\tfrac12 \max\big(0, \log(v / s^2)\big)$. **When the data vary less than the noise the decoder
+# assumes, the best decoder ignores $z$ ($w = 0$), the best encoder returns the prior
+# ($a = 0$, $\tau = 1$), and the KL term is zero**: posterior collapse, with nothing going wrong in
+# training. The code below maximises this ELBO by gradient ascent for a range of data variances
+# at the paper's $s^2$, all at once.
+
+# %% tags=["teach"]
+def toy_elbo(w, a, log_tau2, v, s2):
+    """ELBO and KL term of the one-dimensional linear VAE, averaged over x ~ N(0, v) (closed form)."""
+    tau2 = log_tau2.exp()
+    recon = -0.5 * np.log(2 * np.pi * s2) - ((1 - w * a) ** 2 * v + w**2 * tau2) / (2 * s2)
+    kl = 0.5 * (a**2 * v + tau2 - log_tau2 - 1)
+    return recon - kl, kl
+
+
+torch.manual_seed(0)
+v = s2 * torch.linspace(0.1, 3.0, 30)  # data variances, (30,)
+w, a = torch.full_like(v, 0.5).requires_grad_(), torch.full_like(v, 0.5).requires_grad_()  # (30,) each
+log_tau2 = torch.zeros_like(v).requires_grad_()  # (30,)
+optimiser = torch.optim.Adam([w, a, log_tau2], lr=0.05)
+for step in range(3000):
+    elbo, kl = toy_elbo(w, a, log_tau2, v, s2)  # (30,), (30,)
+    optimiser.zero_grad()
+    (-elbo.sum()).backward()
+    optimiser.step()
+w_best = np.sqrt(np.clip(v.numpy() - s2, 0, None))  # closed form, (30,)
+kl_best = 0.5 * np.log(np.clip(v.numpy() / s2, 1, None))  # (30,)
+print(f"largest gap to the closed form: |w| {np.abs(np.abs(w.detach().numpy()) - w_best).max():.3f}, "
+      f"KL {np.abs(kl.detach().numpy() - kl_best).max():.3f} nats")
+
+# %% tags=["hide-input"]
+ratio = v.numpy() / s2
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10.0, 3.6))
+ax0.plot(ratio, w_best, color="0.3", label="closed form")
+ax0.plot(ratio, np.abs(w.detach().numpy()), "o", ms=4, color=plotting.PALETTE["NMC2.1"], label="gradient ascent")
+ax0.set(xlabel="data variance / decoder noise variance ($v / s^2$)", ylabel="$|w|$ (how much the decoder uses $z$)")
+ax1.plot(ratio, kl_best, color="0.3", label="closed form")
+ax1.plot(ratio, kl.detach().numpy(), "o", ms=4, color=plotting.PALETTE["NMC2.1"], label="gradient ascent")
+ax1.set(xlabel="data variance / decoder noise variance ($v / s^2$)", ylabel="KL term (nats)")
+for ax in (ax0, ax1):
+    ax.axvline(1, color="0.5", ls=":", lw=1)
+    ax.axvspan(0, resid["top_eigenvalue"].max() / s2, color=plotting.PALETTE["LMO10"], alpha=0.25,
+               label="the CVAE's fits (largest residual variance)")
+ax0.legend(fontsize=8);
+
+# %% tags=["hide-cell"]
+put("toy_ratio_max", resid["top_eigenvalue"].max() / s2)
+
+# %% [markdown]
+# Left of $v / s^2 = 1$ both the decoder weight and the KL term are exactly zero; right of it the
+# code is used, more as the data vary more. The shaded band is where the paper's fits live: the
+# largest variance that SOC and SOH leave unexplained is at most
+# {glue:text}`toy_ratio_max:.3f` times $s^2$, deep in the collapsed region. Giving the
+# reconstruction more weight shrinks $s^2$ and moves the threshold left.
+#
+# :::{exercise}
+# :label: ex-02-toy
+#
+# Derive the threshold without the encoder: maximise the average log-likelihood of the marginal
+# $p(x) = \mathcal{N}(0, w^2 + s^2)$ over $w$ when $x \sim \mathcal{N}(0, v)$. Then use the KL
+# formula to show that at the optimum the KL term is $\tfrac12 \log(v / s^2)$ for $v > s^2$.
+# :::
+#
+# :::{solution} ex-02-toy
+# :class: dropdown
+#
+# With $u = w^2 + s^2$, the average log-likelihood is $-\tfrac12 \log(2\pi u) - v / (2u)$; its
+# derivative in $u$, $-1/(2u) + v/(2u^2)$, vanishes at $u = v$. So $w^2 = v - s^2$ if $v > s^2$; otherwise
+# the likelihood falls for every $u > s^2$ and the best choice is $u = s^2$, $w = 0$. At $w^2 = v - s^2$
+# the posterior has variance $\tau^2 = s^2 / (w^2 + s^2) = s^2 / v$ and mean $a x$ with $a = w / v$, so
+# $\mathrm{KL} = \tfrac12(a^2 v + \tau^2 - \log\tau^2 - 1) = \tfrac12\big((v - s^2)/v + s^2/v - \log(s^2/v) - 1\big)
+# = \tfrac12 \log(v / s^2)$.
+# :::
+#
+# :::{exercise}
+# :label: ex-02-weights
+#
+# Which loss weights $w_\text{recon}$, $w_\text{KL}$ put the decoder's noise variance at
+# $s^2 = 0.01$? With the residual variances measured above, would the latent space still collapse?
+# :::
+#
+# :::{solution} ex-02-weights
+# :class: dropdown
+#
+# $s^2 = w_\text{KL} / (2 w_\text{recon})$, so any pair with $w_\text{recon} = 50\, w_\text{KL}$, for
+# example $w_\text{recon} = 25$ and $w_\text{KL} = 0.5$. The largest residual eigenvalue of these fits
+# is {glue:text}`resid_top_max:.3f`: where it exceeds 0.01 the toy predicts that a latent direction
+# becomes active (chapter 6 trains such an improved generator).
+# :::
 
 # %% [markdown]
 # ## Reconstruction of U1 at 35 % and 50 % SOC
@@ -308,7 +520,7 @@ print(f"decoder variance s^2 = {s2:.2f}; residual variance below it in every fit
 # condition, and the reconstructed U1 plotted against the measured one; the diagonal is a
 # perfect reconstruction.
 
-# %%
+# %% tags=["hide-input"]
 recon = {b: reconstruct(fits[(b, first)], *rows[b]) for b in BATTERIES}
 levels = (35, 50)
 soc_colors = dict(zip(levels, plt.get_cmap(plotting.SOC_CMAP)([0.25, 0.8])))
@@ -329,7 +541,7 @@ for ax, b in zip(axes, BATTERIES):
     ax.set(title=plotting.label(b), xlabel="measured U1 (V)", ylabel="reconstructed U1 (V)" if ax is axes[0] else "")
 axes[0].legend(fontsize=8);
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 parity = pd.DataFrame(parity)
 write_table(parity, ctx.out_dir / "u1_parity.csv")
 put_many({f"u1_mape_{level}": mape for level, mape in parity.groupby("soc_pct")["mape"].mean().items()})
@@ -337,6 +549,12 @@ lfp = parity[parity.battery == "LFP35"]
 put_many({"u1_mae_mv_max": parity["mae_mv"].max(), "lfp_u1_std_measured": lfp["measured_std_mv"].mean(),
           "lfp_u1_std_rebuilt": lfp["reconstructed_std_mv"].mean()})
 print(parity.assign(battery=parity.battery.map(plotting.label)).round(1).to_string(index=False))
+
+# %% tags=["hide-input"]
+table(parity.assign(battery=parity.battery.map(plotting.label)).rename(columns={
+          "soc_pct": "SOC (%)", "mape": "MAPE (%)", "mae_mv": "mean abs. error (mV)",
+          "measured_std_mv": "measured spread (mV)", "reconstructed_std_mv": "reconstructed spread (mV)"}),
+      "Reconstruction of U1 at 35 % and 50 % SOC, per battery type (first seed)")
 
 # %% [markdown]
 # Averaged over the four battery types, the reconstructed U1 is off by
@@ -356,7 +574,7 @@ print(parity.assign(battery=parity.battery.map(plotting.label)).round(1).to_stri
 # measured levels of case 0 (columns), per battery type (first seed). Chapter 4 draws the same
 # map for the *unseen* levels, where the generator has to produce data it never saw.
 
-# %%
+# %% tags=["hide-input"]
 errors = pd.concat(
     [feature_errors(frames[b], recon[b], by=("soc_pct",)).assign(battery=b) for b in BATTERIES],
     ignore_index=True,
@@ -371,7 +589,7 @@ for ax, b in zip(axes, BATTERIES):
     ax.set(title=plotting.label(b), xlabel="SOC (%)", ylabel="feature" if ax is axes[0] else "")
     ax.tick_params(axis="y", labelsize=7);
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 by_battery = errors.groupby("battery", sort=False)["mape"].mean()
 worst = errors.loc[errors["mape"].idxmax()]
 level_means = errors.groupby(["battery", "soc_pct"], sort=False)["mape"].mean()
@@ -416,3 +634,6 @@ print(by_battery.rename(index=plotting.label).round(2).to_string())
 # - U1 is reconstructed to within {glue:text}`u1_mape_35:.2f` % at 35 % SOC and
 #   {glue:text}`u1_mape_50:.2f` % at 50 % SOC, and U1-U21 to {glue:text}`recon_mape_mean:.2f` %
 #   on average over the measured levels (means over the battery types).
+# - In the one-dimensional toy a latent code is used only where the data vary more than the
+#   decoder's noise variance; the variance these fits leave to the code is at most
+#   {glue:text}`toy_ratio_max:.3f` times that threshold.

@@ -22,7 +22,8 @@
 # chapter works out what that means: with size-1 tokens the attention logits reduce to
 # $C_j (a h_i + c)$, so the whole layer is governed by four scalars per head, which battgen
 # exploits for an exact, faster implementation that is checked here against the textbook
-# computation. It then shows the encoder and decoder attention maps of the trained generators
+# computation. It starts with ordinary cross-attention, over a few tokens of several features
+# each, on numbers small enough to follow by hand. It then shows the encoder and decoder attention maps of the trained generators
 # and how they change with SOC and SOH, and it measures what the attention buys: an ablation
 # that concatenates the condition embedding instead of attending to it, scored on the eight-case
 # grid of chapter 4 with the same seeds.
@@ -44,7 +45,7 @@ progress = False
 # the profile that `battgen.book.setup_chapter` resolves (the paper's 50 for `full`, a few for
 # `smoke`, whose numbers only check that the chapter runs).
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import put, put_many, setup_chapter, source_block
+from battgen.book import put, put_many, setup_chapter, source_block, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (attention_agreement, attention_departure, attention_inputs, attention_layers,
                                  attention_logit_range, attention_scalars, attention_stats, attention_sweep,
@@ -68,7 +69,7 @@ configs = {"attention": CVAEConfig(conditioning="attention"), "concat": CVAEConf
 MAP_BATTERY = "NMC2.1"  # the generator whose attention maps are drawn
 ACTIVE_KL = 0.01  # nats: a fit whose last-epoch KL term is above this uses its latent code
 
-# %%
+# %% tags=["hide-input"]
 train, frames, first = ctx.profile.train_config(), ctx.frames(pulse_width_s=5), ctx.profile.seeds[0]
 runs = {name: run_grid_with_models(ExperimentConfig(seeds=ctx.profile.seeds, model=cfg, train=train, data_dir=ctx.data_dir,
                                                     progress=progress), frames)
@@ -82,8 +83,85 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
       + ", ".join(f"{name}: {len(run.models)} generators" for name, run in runs.items()))
 
 # %% [markdown]
+# ## Cross-attention over several tokens
+#
+# In its ordinary form {cite}`vaswani2017attention`, cross-attention lets each of $n_q$ *query
+# tokens* read from $n_k$ *context tokens*; every token is a vector of features. With the
+# queries' features stacked in $X_q \in \mathbb{R}^{n_q \times d_q}$ and the context's in
+# $X_k \in \mathbb{R}^{n_k \times d_k}$, three learnt matrices project them to queries, keys and
+# values of a common size $D$,
+#
+# $$
+# Q = X_q W_q, \qquad K = X_k W_k, \qquad V = X_k W_v ,
+# $$
+#
+# every query is compared with every key by a scaled dot product, a softmax over the keys turns
+# each row of comparisons into weights that sum to one, and each query token's output is the
+# weighted mean of the values:
+#
+# $$
+# \mathrm{att} = \operatorname{softmax}_{\text{rows}}\Big(\frac{Q K^\top}{\sqrt{D}}\Big) \in \mathbb{R}^{n_q \times n_k},
+# \qquad Y = \mathrm{att}\, V \in \mathbb{R}^{n_q \times D}.
+# $$
+#
+# A small example, with two query tokens of two features, three context tokens of two features
+# and $D = 2$ (so the projections are $2 \times 2$ matrices), computed step by step and checked
+# against PyTorch's own attention:
+
+# %% tags=["teach"]
+X_q = np.array([[1.0, 0.0],
+                [0.0, 2.0]])  # 2 query tokens x 2 features
+X_k = np.array([[1.0, 1.0],
+                [2.0, 0.0],
+                [0.0, 1.0]])  # 3 context tokens x 2 features
+W_q = np.array([[1.0, 0.0], [0.0, 1.0]])  # (2, D=2)
+W_k = np.array([[1.0, 1.0], [0.0, 1.0]])  # (2, 2)
+W_v = np.array([[1.0, 0.0], [1.0, 2.0]])  # (2, 2)
+Q, K, V = X_q @ W_q, X_k @ W_k, X_k @ W_v  # (2, 2), (3, 2), (3, 2)
+logits = Q @ K.T / np.sqrt(2)  # (2, 3): query i against key j
+weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+weights /= weights.sum(axis=1, keepdims=True)  # (2, 3), each row sums to 1
+Y = weights @ V  # (2, 2): each query token's weighted mean of the values
+torch_Y = torch.nn.functional.scaled_dot_product_attention(*(torch.tensor(m)[None] for m in (Q, K, V)))[0]
+np.set_printoptions(precision=3, suppress=True)
+print("Q =", Q.tolist(), " K =", K.tolist(), " V =", V.tolist())
+print("logits Q K^T / sqrt(2) =\n", logits)
+print("attention weights (rows sum to 1) =\n", weights)
+print("output Y = att V =\n", Y)
+print("same as torch.nn.functional.scaled_dot_product_attention:", bool(np.allclose(Y, torch_Y.numpy())))
+
+# %% tags=["hide-cell"]
+sharp = np.exp(3 * logits[0] - (3 * logits[0]).max())
+sharp /= sharp.sum()  # first query's weights with W_q tripled (exercise below)
+put_many({"toy_w12": weights[0, 1], "toy_sharp_1": sharp[0], "toy_sharp_2": sharp[1], "toy_sharp_3": sharp[2]})
+
+# %% [markdown]
+# The first query token, $q_1 = (1, 0)$, matches the key of the second context token best
+# ($q_1 \cdot k_2 = 2$) and takes {glue:text}`toy_w12:.0%` of its read-out from it; the second,
+# $q_2 = (0, 2)$, matches the first and second keys equally. Each output row is a mix of the three
+# value rows.
+#
+# :::{exercise}
+# :label: ex-03-temperature
+#
+# Multiply $W_q$ by 3 and recompute the weights of the first query token. What happens to the
+# attention as the scale of the logits grows, and what does the division by $\sqrt{D}$ protect
+# against?
+# :::
+#
+# :::{solution} ex-03-temperature
+# :class: dropdown
+#
+# The logits of the first row become $3 \times (1, 2, 0)/\sqrt{2}$ and the weights
+# ({glue:text}`toy_sharp_1:.2f`, {glue:text}`toy_sharp_2:.2f`, {glue:text}`toy_sharp_3:.2f`): the softmax sharpens towards the best-matching key, and in the limit
+# picks it alone (a hard maximum). Without the $1/\sqrt{D}$, dot products of $D$-dimensional vectors
+# with unit-variance entries grow like $\sqrt{D}$, which would push the softmax into that saturated
+# regime, where its gradients vanish.
+# :::
+#
 # ## The 64 embedding units as tokens
 #
+# The paper's layer is the same computation with an unusual choice of tokens.
 # In the authors' Keras model the condition embedding $C = \mathrm{ReLU}(W c + b) \in
 # \mathbb{R}^{64}$ and the encoder's hidden layer $h = \mathrm{ReLU}(W' x + b') \in
 # \mathbb{R}^{64}$ are reshaped to tensors of shape (batch, 64, 1) and passed to
@@ -104,7 +182,7 @@ print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profi
 # (computed from $z$) as the query and the same $C$. battgen's textbook version, written as
 # Keras computes it:
 
-# %%
+# %% tags=["remove-input"]
 put("n_params_layer", count_parameters(UnitCrossAttention(configs["attention"].embedding_dim, configs["attention"].num_heads)))
 display(Markdown(source_block(UnitCrossAttention.forward_naive)))
 
@@ -135,8 +213,26 @@ display(Markdown(source_block(UnitCrossAttention.forward_naive)))
 # softmax read in a few passes over the (64, 64) logits instead of building the
 # (64, 64, 64) products (its docstring repeats the derivation):
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(source_block(UnitCrossAttention.forward)))
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-03-key-bias
+#
+# Show from the expansion above that the key bias $b_k$ cannot change the attention map, and that
+# the query bias $b_q$ can. Which of the four scalars would change if $w_o$ were doubled?
+# :::
+#
+# :::{solution} ex-03-key-bias
+# :class: dropdown
+#
+# $b_k$ enters the logit only through $q_i \cdot b_k / \sqrt{D} = (h_i w_q + b_q) \cdot b_k / \sqrt{D}$,
+# which is the same for every key $j$ of row $i$; a softmax is unchanged by adding a constant to a
+# row. $b_q$ enters through $c = b_q \cdot w_k / \sqrt{D}$, which multiplies $C_j$ and so differs
+# between keys. Doubling $w_o$ doubles $\alpha = w_v \cdot w_o$ and changes
+# $\beta = b_v \cdot w_o + b_o$; $a$ and $c$, hence the map, stay the same.
+# :::
 
 # %% [markdown]
 # ### Checking forward against forward_naive
@@ -148,7 +244,7 @@ display(Markdown(source_block(UnitCrossAttention.forward)))
 # textbook logits against $C_j (a h_i + c)$ once each row's constant is removed. (The unit tests
 # also check the gradients, with `torch.autograd.gradcheck`.)
 
-# %%
+# %% tags=["hide-input"]
 checks = []
 set_seed(0)
 fresh = UnitCrossAttention(64, 1)
@@ -160,9 +256,10 @@ for b, fit in fit0.items():  # each trained layer fed with what it reads for eve
         checks.append({"layer": f"{plotting.label(b)} {half}", **attention_agreement(attn, h, C)})
 checks = pd.DataFrame(checks)
 write_table(checks, ctx.out_dir / "forward_vs_naive.csv")
-checks.style.format({k: "{:.1e}" for k in ("output", "attention", "logits", "output_scale")}).hide(axis="index")
+table(checks, "Largest absolute differences between forward and forward_naive",
+      formats={k: "{:.1e}" for k in ("output", "attention", "logits", "output_scale")})
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 worst = checks[["output", "attention", "logits"]].max()
 put_many({"check_output_max": worst["output"], "check_attention_max": worst["attention"],
           "check_logits_max": worst["logits"]})
@@ -183,7 +280,7 @@ print(f"forward == forward_naive to 1e-5 on all {len(checks)} layers: {bool(wors
 # not route information from particular embedding units to particular hidden units. It
 # evaluates one monotone curve $g(s; C)$ at 64 points; the hidden unit $h_i$ only picks the
 # point, and the condition enters only through the *multiset* of the values $C_j$ (permuting
-# the embedding units changes nothing). For small $|s_i|$,
+# the embedding units changes nothing; exercise below). For small $|s_i|$,
 # $g(s_i; C) \approx \bar{C} + s_i \operatorname{Var}_j(C_j)$: the layer passes the mean and the
 # variance of the embedding's values, and the hidden unit scales the second.
 #
@@ -191,7 +288,7 @@ print(f"forward == forward_naive to 1e-5 on all {len(checks)} layers: {bool(wors
 # computes them, and the largest spread of the logits along a row,
 # $\max_i |s_i| (\max_j C_j - \min_j C_j)$, over all rows of the type:
 
-# %%
+# %% tags=["hide-input"]
 scalars = []
 for b, fit in fit0.items():
     spread = attention_logit_range(fit, *rows[b])
@@ -202,13 +299,31 @@ for b, fit in fit0.items():
 scalars = pd.DataFrame(scalars)
 write_table(scalars, ctx.out_dir / "attention_scalars.csv")
 put("logit_spread_max", scalars["logit_spread"].max())
-scalars.round(3)
+table(scalars.rename(columns={"logit_spread": "largest logit spread"}),
+      "The four scalars of each trained attention layer (case 0, first seed)", digits=3)
 
 # %% [markdown]
 # In the trained layers the logits of a row never spread by more than
 # {glue:text}`logit_spread_max:.2f` (nats), so every row is close to uniform: each hidden unit
 # reads close to the mean of the condition embedding, tilted towards its large or small values
 # by the sign of $s_i$.
+#
+# :::{exercise}
+# :label: ex-03-permutation
+#
+# Permute the 64 embedding units, $C_j \to C_{\pi(j)}$, for some permutation $\pi$. Show that the
+# output $y_i$ of every hidden unit is unchanged, and say what that implies for reading the
+# attention map column by column.
+# :::
+#
+# :::{solution} ex-03-permutation
+# :class: dropdown
+#
+# $y_i = \alpha \sum_j \operatorname{softmax}_j(C_j s_i)\, C_j + \beta$ is a sum over $j$ of a term that
+# depends on $j$ only through $C_j$; reordering the terms of a sum does not change it. So the
+# layer sees the *multiset* of embedding values, and a column of the map has no meaning of its
+# own: which embedding unit sits in which column is arbitrary.
+# :::
 #
 # ## The attention maps
 #
@@ -220,7 +335,7 @@ scalars.round(3)
 # embedding unit $j$ (column), blue where less. The encoder and the decoder have their own colour
 # scales.
 
-# %%
+# %% tags=["hide-input"]
 put("map_battery", plotting.label(MAP_BATTERY))
 sweep = attention_sweep(fit0[MAP_BATTERY], frames[MAP_BATTERY])
 fig, axes = plt.subplots(2, len(sweep), figsize=(15.0, 6.4), sharex=True, sharey=True, layout="constrained")
@@ -252,7 +367,7 @@ for row, half in enumerate(("encoder", "decoder")):
 # SOC goes from 5 to 50 % at the median SOH, and when SOH goes from the lowest to the highest
 # at 25 % SOC.
 
-# %%
+# %% tags=["hide-input"]
 stats = []
 for b, fit in fit0.items():
     maps = fit.attention(*rows[b])
@@ -264,9 +379,9 @@ write_table(stats, ctx.out_dir / "attention_stats.csv")
 dec = stats[stats.layer == "decoder"]
 put_many({"entropy_ratio_min": stats["entropy_ratio"].min(), "max_weight_max": stats["max_weight_x_tk"].max(),
           "rank1_min": stats["rank1_share"].min(), "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
-stats.round(4)
+table(stats, "Summary of the attention maps of every row (case 0, first seed)", digits=4)
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 print(f"every map within 1 % of the uniform entropy: {bool(stats['entropy_ratio'].min() > 0.99)}")
 print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['rank1_share'].min() > 0.95)}")
 
@@ -291,7 +406,7 @@ print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['
 # the extrapolation cases 4-7), MAPE is averaged over the unseen SOC levels of a case, and the
 # error bars span the seeds.
 
-# %%
+# %% tags=["hide-input"]
 put_many({f"n_params_{name}": count_parameters(CVAE(cfg)) for name, cfg in configs.items()})
 results = pd.concat([run.results.assign(conditioning=name) for name, run in runs.items()], ignore_index=True)
 results = results[results.method.isin(PAPER_METHODS)]
@@ -315,21 +430,26 @@ for ax, b in zip(axes, BATTERIES):
     ax.set(title=plotting.label(b), xticks=np.arange(len(CASES)), xlabel="case", ylabel="Phase-2 MAPE (%)" if ax is axes[0] else "")
 axes[0].legend(fontsize=8);
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 wide = cells.pivot_table(index=["battery", "kind", "case"], columns="conditioning", values="mape")
 concat_better = wide["concat"] < wide["attention"]  # per battery x case cell
 means = cells.groupby("conditioning")["mape"].mean()
 put_many({f"ablation_{name}_mean": value for name, value in means.items()})
 put_many({"ablation_concat_better": concat_better.sum(), "ablation_cells": len(wide)})
 kinds = pd.concat([kind_means(phase2_rule(run.results)).assign(conditioning=name) for name, run in runs.items()])
-table = kinds.pivot_table(index=["battery", "kind"], columns="conditioning", values="mape").reindex(
+ablation = kinds.pivot_table(index=["battery", "kind"], columns="conditioning", values="mape").reindex(
     pd.MultiIndex.from_product([list(BATTERIES), ["interpolation", "extrapolation"]]))
-table.index = [f"{plotting.label(b)}, {k}" for b, k in table.index]
-write_table(table.reset_index(names="battery_kind"), ctx.out_dir / "ablation_summary.csv")
+ablation.index = [f"{plotting.label(b)}, {k}" for b, k in ablation.index]
+write_table(ablation.reset_index(names="battery_kind"), ctx.out_dir / "ablation_summary.csv")
 print("mean Phase-2 MAPE (%) over the cases of each kind (paper's Phase 2):")
-print(table.round(2).to_string())
+print(ablation.round(2).to_string())
 
-# %%
+# %% tags=["hide-input"]
+table(ablation.reset_index(names="battery type, kind of case").rename(
+          columns={"attention": "attention (paper)", "concat": "concatenation"}),
+      "Mean Phase-2 MAPE (%) over the cases of each kind, paper's Phase 2")
+
+# %% tags=["hide-cell"]
 final_kl = {name: np.array([f.history["kl"][-1] for f in run.models]) for name, run in runs.items()}
 put_many({f"{name}_active_fits": (kl > ACTIVE_KL).sum() for name, kl in final_kl.items()})
 put_many({"concat_kl_max": final_kl["concat"].max(), "n_fits": len(final_kl["concat"]), "active_kl": ACTIVE_KL})

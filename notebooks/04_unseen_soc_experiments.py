@@ -50,7 +50,7 @@ progress = False
 # check that the chapter runs. The authors' released-code numbers ship with the repository
 # (`data/reference/`, with how they were produced).
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from battgen import plotting
-from battgen.book import glue_key, glued, put, setup_chapter
+from battgen.book import glue_key, glued, put, setup_chapter, table
 from battgen.data import BATTERIES
 from battgen.diagnostics import between_battery_spread_mv, paired_difference_mv
 from battgen.evaluation import paper
@@ -93,7 +93,7 @@ print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.
 # unseen levels lie between measured ones. Cases 4-7 extrapolate: the measured levels form one
 # block and the unseen ones lie beyond it, up to 40 points of SOC away.
 
-# %%
+# %% tags=["hide-input"]
 design = np.array([[1 if s in CASES[c] else 0 for s in ALL_SOC] for c in CASES])
 fig, ax = plt.subplots(figsize=(8.0, 4.2))
 ax.imshow(design, cmap=ListedColormap(["#DDE7F0", "#1F4E79"]), aspect="auto")
@@ -139,8 +139,9 @@ ax.legend(handles=[Patch(color="#1F4E79", label="measured: training data"), Patc
 #
 # "Phase 2 (paper)" below means sampling for cases 0-3 and latent scaling for cases 4-7.
 
-# %%
-pd.DataFrame({"method": list(paper.METHODS), "description": list(paper.METHODS.values())})
+# %% tags=["hide-input"]
+table(pd.DataFrame({"method": list(paper.METHODS), "what it does": list(paper.METHODS.values())}),
+      "The methods of the result tables (battgen.evaluation.paper.METHODS)")
 
 # %% [markdown]
 # ## Generation error per feature and SOC
@@ -151,7 +152,7 @@ pd.DataFrame({"method": list(paper.METHODS), "description": list(paper.METHODS.v
 # (columns), averaged over the cases in which that level is unseen and over the seeds, for the
 # paper's Phase 2 (the paper's Fig. 3d), at 5 s. Each panel has its own colour scale.
 
-# %%
+# %% tags=["hide-input"]
 gen_err = paper.generation_errors(run)
 gen_err = gen_err[gen_err.method.isin(paper.PAPER_METHODS)]
 write_table(gen_err, out_dir / "generation_errors.csv")
@@ -167,7 +168,7 @@ for r, kind in enumerate(("interpolation", "extrapolation")):
         ax.tick_params(axis="y", labelsize=6)
 fig.tight_layout();
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 gen_means = (gen_err[gen_err.pulse_width_s == 5].groupby(["battery", "kind", "method"], sort=False)["mape"].mean()
              .unstack("method")[["phase2_sample", "phase2_latent_scaling", "phase2_authors_shift"]])
 gen_means = gen_means.reindex(pd.MultiIndex.from_product([list(BATTERIES), ["interpolation", "extrapolation"]]))
@@ -183,6 +184,10 @@ worst_gen = paper_gen.groupby(["battery", "kind", "test_soc"])["mape"].mean().id
 put("gen_worst", f"{plotting.label(worst_gen[0])} at {worst_gen[2]} % SOC ({worst_gen[1]})")
 print("mean generation MAPE (%) over features, unseen levels, cases and seeds, 5 s:")
 print(gen_means.round(2).to_string())
+
+# %% tags=["hide-input"]
+table(gen_means.reset_index(names="battery type, kind of case").rename(columns=METHOD_LABEL),
+      "Mean generation MAPE (%) over features, unseen levels, cases and seeds (5 s)")
 
 # %% [markdown]
 # Averaged over features, unseen levels, battery types and seeds, the generated features are
@@ -201,7 +206,7 @@ print(gen_means.round(2).to_string())
 # level (x), for Phase 1 and the paper's Phase 2; the band spans the seeds (min to max). The
 # dotted line is the paper's 6 %.
 
-# %%
+# %% tags=["hide-input"]
 paper5 = pd.concat([res5[res5.method == "phase1"], paper.phase2_rule(res5)], ignore_index=True)
 paper5["method"] = paper5["method"].map(METHOD_LABEL)
 grid = sns.relplot(data=paper5, x="test_soc", y="mape", hue="method", row="battery", col="case",
@@ -223,17 +228,18 @@ sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=N
 # The same, averaged over the unseen levels of each case: mean over seeds, with the spread
 # over seeds (standard deviation) in brackets.
 
-# %%
+# %% tags=["hide-input"]
 cells5 = paper.summarize(pd.concat([res5[res5.method == "phase1"], paper.phase2_rule(res5)], ignore_index=True))
 write_table(cells5, out_dir / "pulse_width_5s" / "phase1_vs_phase2_cells.csv")
 cells5["text"] = [f"{m:.2f} ({s:.2f})" for m, s in zip(cells5["mape"], cells5["mape_seed_std"])]
-table = cells5.pivot(index=["battery", "method"], columns="case", values="text").reindex(
+by_case = cells5.pivot(index=["battery", "method"], columns="case", values="text").reindex(
     pd.MultiIndex.from_product([list(BATTERIES), ["phase1", "phase2"]]))
-table.index = [f"{plotting.label(b)}, {METHOD_LABEL[m]}" for b, m in table.index]
-table.columns = [f"case {c}" for c in table.columns]
-table
+by_case.index = [f"{plotting.label(b)}, {METHOD_LABEL[m]}" for b, m in by_case.index]
+by_case.columns = [f"case {c}" for c in by_case.columns]
+table(by_case.reset_index(names="battery type, method"),
+      "MAPE (%) per case at 5 s: mean over seeds (standard deviation over seeds)")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 kinds5 = paper.kind_means(pd.concat([res5[res5.method == "phase1"], paper.phase2_rule(res5),
                                         paper.phase2_rule(res5, paper.AUTHORS_PHASE2, "phase2_authors")]))
 write_table(kinds5, out_dir / "pulse_width_5s" / "kind_means.csv")
@@ -255,6 +261,11 @@ summary5.index = summary5.index.map(plotting.label)
 print("mean MAPE (%) over the cases of each kind, 5 s (p2 = paper's Phase 2, p2authors = authors' code's):")
 print(summary5.round(2).to_string())
 
+# %% tags=["hide-input"]
+KIND_METHOD = {"phase1": "Phase 1", "phase2": "Phase 2 (paper)", "phase2_authors": "Phase 2 (authors' code)"}
+table(summary5.rename(columns=KIND_METHOD, level="method").reset_index(names="battery type"),
+      "Mean MAPE (%) over the cases of each kind, 5 s")
+
 # %% [markdown]
 # Averaged over the four battery types, Phase 2 (paper) reaches
 # {glue:text}`p2_interp_mean:.2f` % in the interpolation cases and
@@ -273,7 +284,7 @@ print(summary5.round(2).to_string())
 # For the extrapolation cases, the three generation methods side by side at 5 s (mean over the
 # unseen levels of the case; error bars: min to max over seeds), with Phase 1 as a black tick.
 
-# %%
+# %% tags=["hide-input"]
 ext = paper.summarize(res5[res5.kind == "extrapolation"])
 variants = ["phase2_sample", "phase2_latent_scaling", "phase2_authors_shift"]
 colors = dict(zip(variants, ["#56B4E9", "#D55E00", "#009E73"]))
@@ -294,7 +305,7 @@ for ax, b in zip(axes, BATTERIES):
            ylabel="MAPE (%)" if b == "NMC2.1" else "")
 axes[0].legend(fontsize=7, loc="upper left");
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 wide_ext = ext.pivot_table(index=["battery", "case"], columns="method", values="mape")
 diff = (wide_ext["phase2_latent_scaling"] - wide_ext["phase2_sample"]).abs()
 put("latent_vs_sample_mean_diff", diff.mean())
@@ -323,14 +334,14 @@ print(f"latent scaling vs sampling: mean |difference| {diff.mean():.2f} points o
 # ## Ours beside the authors' released code
 #
 # The authors' code reads the 3 s pulse features. Run unmodified (single run, TensorFlow CPU;
-# see `../shared/reference/README.md`), it gives the numbers in the `authors` columns, per
+# see `data/reference/README.md`), it gives the numbers in the `authors` columns, per
 # battery type and case kind as the mean over cases of the per-case mean over unseen levels.
 # battgen's 3 s grid is aggregated the same way (mean over seeds): Phase 1; Phase 2 as the
 # authors' code runs it (sampling, and the voltage shift for cases 4-7); and Phase 2 as the
 # paper describes it (latent scaling for cases 4-7). The 5 s results are repeated for
 # comparison.
 
-# %%
+# %% tags=["hide-input"]
 compare3 = paper.compare_with_reference(res3, reference).assign(pulse_width="3 s")
 compare5 = paper.compare_with_reference(res5, reference).assign(pulse_width="5 s")
 compare = pd.concat([compare3, compare5], ignore_index=True)
@@ -351,9 +362,9 @@ shown.columns = pd.MultiIndex.from_tuples([("", "battery"), ("", "kind"),
                                            ("battgen 3 s", "Phase 2 (paper)"),
                                            ("authors' code 3 s", "Phase 1"), ("authors' code 3 s", "Phase 2"),
                                            ("battgen 5 s", "Phase 1"), ("battgen 5 s", "Phase 2 (paper)")])
-shown.round(2)
+table(shown, "Mean MAPE (%) per battery type and kind of case: battgen beside the authors' released code")
 
-# %%
+# %% tags=["hide-input"]
 long = compare3.melt(id_vars=["battery", "kind"], value_vars=["phase1", "ref_phase1", "phase2_authors", "ref_phase2"],
                      var_name="series", value_name="mape")
 names = {"phase1": "Phase 1, battgen", "ref_phase1": "Phase 1, authors' code",
@@ -368,7 +379,7 @@ g.set_titles(col_template="3 s, {col_name}")
 g.set_axis_labels("", "mean MAPE (%)")
 g.legend.set_title(None);
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 p1_gap = (compare3["phase1"] - compare3["ref_phase1"]).abs()
 p2_gap = (compare3["phase2_authors"] - compare3["ref_phase2"])
 put("p1_gap_max", p1_gap.max())
@@ -413,7 +424,7 @@ print(f"Phase 2 (authors' method), battgen minus authors' code: mean {p2_gap.mea
 # 5 s grid (paper's Phase 2, mean over the unseen levels and the seeds), marks the cells below
 # 6 % (and whether every seed is below it), and gives Phase 1 for reference.
 
-# %%
+# %% tags=["hide-input"]
 claims = {
     "5 s, paper's Phase 2": paper.claim_cells(res5),
     "5 s, authors' Phase 2": paper.claim_cells(res5, paper.AUTHORS_PHASE2),
@@ -431,9 +442,9 @@ claim_table = pd.DataFrame({
     "below 6 %": np.where(main["below"], "yes", "no"), "every seed below 6 %": np.where(main["all_seeds_below"], "yes", "no"),
     "Phase 1": main["phase1"].round(2),
 })
-claim_table.style.hide(axis="index").map(lambda v: "font-weight: bold" if v == "yes" else "", subset=["below 6 %"])
+table(claim_table, "Every battery x case cell of the 5 s grid against the paper's 6 % (paper's Phase 2)")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 counts = pd.DataFrame({name: {"interpolation": int(c.loc[c.kind == "interpolation", "below"].sum()),
                               "extrapolation": int(c.loc[c.kind == "extrapolation", "below"].sum()),
                               "all": int(c["below"].sum()), "cells": len(c)} for name, c in claims.items()}).T
@@ -455,6 +466,9 @@ write_json({"profile": profile, "epochs": train.epochs, "seeds": list(seeds), "g
 print("battery x case cells with mean Phase-2 MAPE below 6 %:")
 print(counts.to_string())
 
+# %% tags=["hide-input"]
+table(counts.reset_index(names="setting"), "Battery x case cells with a mean Phase-2 MAPE below 6 %")
+
 # %% [markdown]
 # At 5 s, with the paper's Phase 2, the mean MAPE is below 6 % in
 # {glue:text}`cells_below_6:.0f` of the {glue:text}`cells_total:.0f` battery x case cells
@@ -471,8 +485,8 @@ print(counts.to_string())
 # ## What the authors' code does differently
 #
 # The numbers above follow the paper's protocol as the authors' code implements it, including
-# its shortcuts; battgen's leak-free benchmark (`battgen.benchmark`) asks the same question
-# without them. The differences between the paper's description and the released code, and the weaknesses of the
+# its shortcuts; battgen's leak-free benchmark (`battgen.evaluation.leakfree`, chapter 6) asks
+# the same question without them. The differences between the paper's description and the released code, and the weaknesses of the
 # protocol itself:
 #
 # 1. **The published latent-space scaling is not in the code.** For extrapolation the code
@@ -493,6 +507,73 @@ print(counts.to_string())
 #    generative model, such as interpolating each battery's features between measured levels or
 #    a forest that takes SOC as an input.
 #
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex-04-distance
+#
+# For each extrapolation case, how far (in points of SOC) is the farthest unseen level from the
+# nearest measured one? Use `battgen.protocol.CASES`. Does the Phase-2 error of the paper's method
+# grow with that distance in the figure "Phase 1 against Phase 2"?
+# :::
+#
+# :::{solution} ex-04-distance
+# :class: dropdown
+#
+# ```python
+# from battgen.protocol import ALL_SOC, CASES, case_kind
+# {c: max(min(abs(s - m) for m in CASES[c]) for s in ALL_SOC if s not in CASES[c])
+#  for c in CASES if case_kind(c) == "extrapolation"}
+# ```
+#
+# gives {glue:text}`ex_distances`. Within a case, the error of the generated features grows
+# with the distance to the measured block (the generation maps above), and so, for most battery
+# types, does the forest's error: the decoder has never seen conditions that far out.
+# :::
+#
+# :::{exercise}
+# :label: ex-04-leak
+#
+# Phase 2 generates, for each test battery, a row at that battery's *true* SOH. Design a
+# Phase 2 that a recycler could run on a battery it has never seen, and say which two changes to
+# the protocol it needs.
+# :::
+#
+# :::{solution} ex-04-leak
+# :class: dropdown
+#
+# (1) Generate on a grid of SOH values that spans the *training* batteries' SOH, not at the test
+# batteries' own SOH, so that the regressor learns the whole SOH range at the unseen level.
+# (2) Hold out whole physical batteries: split by battery (by cell for NMC 2.1 Ah, whose rows are
+# ageing checkpoints of a few cells), so that no test battery contributes rows at the measured
+# levels to the generator or the forest. Chapter 6 runs exactly this leak-free protocol.
+# :::
+#
+# :::{exercise}
+# :label: ex-04-seeds
+#
+# A single run of the authors' code gives one number per cell. If the seed-to-seed standard
+# deviation of a cell is $\sigma$, how many seeds $n$ make the standard error of the cell's mean
+# smaller than 0.5 points of MAPE? Apply it to the largest spread measured above.
+# :::
+#
+# :::{solution} ex-04-seeds
+# :class: dropdown
+#
+# The standard error of a mean of $n$ independent runs is $\sigma / \sqrt{n}$, so
+# $n \ge (\sigma / 0.5)^2$. With the largest spread above, $\sigma$ = {glue:text}`seed_std_max:.2f`
+# points, that is $n \ge$ {glue:text}`ex_seeds_needed:.0f` seeds (the seeds of one fit are the
+# independent unit here; chapter 6 resamples physical batteries instead).
+# :::
+
+# %% tags=["hide-cell"]
+extrap = [c for c in CASES if case_kind(c) == "extrapolation"]
+distances = {c: max(min(abs(s - m) for m in CASES[c]) for s in ALL_SOC if s not in CASES[c]) for c in extrap}
+put("ex_distances", ", ".join(f"case {c}: {d} points" for c, d in distances.items()))
+seed_std = paper.summarize(res3)["mape_seed_std"].max()
+put("ex_seeds_needed", float(np.ceil((seed_std / 0.5) ** 2)) if np.isfinite(seed_std) else float("nan"))
+
+# %% [markdown]
 # ## Summary
 #
 # - Main result (5 s features, {glue:text}`epochs:.0f` epochs, {glue:text}`n_seeds:.0f` seeds):

@@ -51,7 +51,7 @@ progress = False
 # The chapter trains nothing: `seeds` do not change its output, and `profile` only sets how
 # finely the retirement-scale axis is sampled. The eight cases come from `battgen.experiments`.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ from matplotlib.patches import Patch
 
 from battgen import economics as ec
 from battgen import plotting
-from battgen.book import put, setup_chapter
+from battgen.book import put, setup_chapter, table
 from battgen.data import BATTERIES, fetch
 from battgen.experiments import CASES
 from battgen.io import write_json, write_table
@@ -72,7 +72,7 @@ params = ec.EconomicParameters()
 cases = {int(c): tuple(soc) for c, soc in CASES.items()}
 case_info = ec.case_table(cases)
 case_colors = dict(zip(cases, plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(cases)))))
-case_info
+table(case_info, "The eight cases: measured SOC levels and the levels each saves")
 
 # %% [markdown]
 # ## Measured cost of one SOC level
@@ -85,7 +85,7 @@ case_info
 # measured charge energy (into the battery), discharge energy (out of it), charge and duration
 # of the steps of each level; the tester time adds the measured switching gap between steps.
 
-# %%
+# %% tags=["hide-input"]
 lmo = ec.measure_level_cost(fetch(LMO_FILE, data_dir))
 nmc = ec.measure_level_cost(fetch(NMC_FILE, data_dir))
 lmo_5s = ec.measure_level_cost(fetch(LMO_FILE, data_dir), pulse_widths_s=(5,))
@@ -94,17 +94,18 @@ measured = pd.concat([lmo.assign(battery="LMO10"), nmc.assign(battery="NMC21")],
 level = ec.LevelCost.from_tables(lmo, nmc, label="pooled LMO 10 Ah + NMC 21 Ah")
 level_5s = ec.LevelCost.from_tables(lmo_5s, nmc_5s, label="5 s pulses only")
 write_table(measured, ctx.out_dir / "measured_levels.csv")
-measured[["battery", "soc_pct", "energy_in_wh", "conditioning_wh", "pulse_in_wh", "energy_out_wh",
-          "charge_ah", "tester_time_h", "n_truncated"]].round(4)
+table(measured[["battery", "soc_pct", "energy_in_wh", "conditioning_wh", "pulse_in_wh", "energy_out_wh",
+                "charge_ah", "tester_time_h", "n_truncated"]].assign(battery=lambda d: d.battery.map(plotting.label)),
+      "Measured energy (Wh), charge (Ah) and tester time (h) of every SOC level of the two workstep files", digits=4)
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 print("Wh in per Ah per level: LMO", round(lmo["energy_in_wh_per_ah"].mean(), 4),
       "NMC", round(nmc["energy_in_wh_per_ah"].mean(), 4),
       "pooled", round(level.to_dict()["energy_in_wh_per_ah"], 4))
 print("tester minutes per level:", round(60 * level.to_dict()["tester_time_h"], 2),
       "(5 s pulses only:", round(60 * level_5s.to_dict()["tester_time_h"], 2), ")")
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 colors = plotting.battery_colors(["LMO10", "NMC21"])
 width = 1.6
@@ -152,14 +153,15 @@ axes[1].legend(fontsize=8);
 # The "mean retired battery" of the 2030 scenario uses the pooled value,
 # {glue:text}`wh_pooled:.3f` Wh/Ah.
 
-# %%
+# %% tags=["hide-input"]
 level_lmo = ec.LevelCost.from_tables(lmo, label="LMO 10 Ah file")
 level_nmc = ec.LevelCost.from_tables(nmc, label="NMC 21 Ah file")
 basis = {"NMC": level_nmc, "LMO": level_lmo, "LFP": level}
 designs = {b.label: (ec.Q_(b.nominal_ah, "Ah"), basis[b.cathode]) for b in BATTERIES.values()}
 designs["mean retired battery (2030)"] = (params.mean_capacity, level)
 design_table = ec.design_costs(designs, params)
-design_table.round({"energy_in_wh": 3, "energy_out_wh": 3, "grid_wh": 2, "tester_time_h": 3, "cost_usd": 5, "co2_kg": 5})
+table(design_table, "Cost of one SOC level per battery design (defaults)", digits=3,
+      formats={"grid_wh": "{:.2f}", "cost_usd": "{:.5f}", "co2_kg": "{:.5f}"})
 
 # %% [markdown]
 # ## The parameters and their sources
@@ -173,12 +175,12 @@ design_table.round({"energy_in_wh": 3, "energy_out_wh": 3, "grid_wh": 2, "tester
 # capacity, the mean capacity and the nominal voltage: {glue:text}`n_2030_bn:.2f` billion
 # batteries (cells or modules, the unit a tester measures).
 
-# %%
+# %% tags=["hide-input"]
 param_table = params.table()
-pd.set_option("display.max_colwidth", 200)
-param_table[["parameter", "value", "unit", "kind", "low", "high", "source"]]
+table(param_table[["parameter", "value", "unit", "kind", "low", "high", "source"]],
+      "Every parameter of the economic model, with its unit, range and source", digits=4)
 
-# %%
+# %% tags=["hide-input"]
 per_level = ec.cost_per_level(params.mean_capacity, params, level)
 ah_per_ah = float(measured["charge_ah_per_ah"][measured["n_truncated"] == 0].mean())
 put("ah_per_ah", ah_per_ah)
@@ -222,7 +224,7 @@ put("retired_gwh", float(params.retired_energy_2030.to("GWh").magnitude))
 # figures, which the defaults reach only with {glue:text}`f_usd:.0f` times (USD) and
 # {glue:text}`f_co2:.0f` times (CO2) more batteries, even in the case that saves most levels.
 
-# %%
+# %% tags=["hide-input"]
 scales = np.logspace(6, 12, ctx.profile.grid_points)
 curve = ec.savings_curve(cases, scales, params, level)
 write_table(curve, ctx.out_dir / "savings_curve.csv")
@@ -260,7 +262,7 @@ axes[0].legend(fontsize=7);
 # {glue:text}`ratio_default:.2f` kg CO2 per USD of electricity, while the paper's two figures imply
 # {glue:text}`ratio_paper:.2f` kg/USD.
 
-# %%
+# %% tags=["hide-input"]
 table_2030 = ec.scenario(cases, params, level)
 ref_case = int(table_2030.sort_values(["n_saved", "case"], ascending=[False, True])["case"].iloc[0])
 ref = table_2030.set_index("case").loc[ref_case]
@@ -277,16 +279,19 @@ put("f_usd", ec.PAPER_USD / float(ref["cost_usd"]))
 put("f_co2", ec.PAPER_KG_CO2 / float(ref["co2_kg"]))
 put("ratio_default", params.kg_per_usd)
 put("ratio_paper", ec.PAPER_KG_PER_USD)
-table_2030.assign(cost_musd=table_2030["cost_usd"] / 1e6, co2_mkg=table_2030["co2_kg"] / 1e6,
-                  energy_gwh=table_2030["energy_kwh"] / 1e6, tester_bn_h=table_2030["tester_h"] / 1e9)[
-    ["case", "train_soc", "n_saved", "energy_gwh", "cost_musd", "co2_mkg", "tester_bn_h", "tester_h_per_battery"]
-].round(3)
+table(table_2030.assign(cost_musd=table_2030["cost_usd"] / 1e6, co2_mkg=table_2030["co2_kg"] / 1e6,
+                        energy_gwh=table_2030["energy_kwh"] / 1e6, tester_bn_h=table_2030["tester_h"] / 1e9)[
+          ["case", "train_soc", "n_saved", "energy_gwh", "cost_musd", "co2_mkg", "tester_bn_h", "tester_h_per_battery"]
+      ].rename(columns={"train_soc": "measured SOC (%)", "n_saved": "levels saved", "energy_gwh": "energy (GWh)",
+                        "cost_musd": "cost (million USD)", "co2_mkg": "CO2 (million kg)",
+                        "tester_bn_h": "tester time (billion h)", "tester_h_per_battery": "tester h per battery"}),
+      "Savings of every case in the 2030 scenario (documented defaults)", digits=3)
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 print("2030, case", ref_case, "USD", f"{ref['cost_usd']:.4g}", "kg CO2", f"{ref['co2_kg']:.4g}",
       "kWh", f"{ref['energy_kwh']:.4g}", "tester h", f"{ref['tester_h']:.4g}")
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 4))
 metrics = (("cost_usd", "electricity cost (USD)", ec.PAPER_USD), ("co2_kg", "CO$_2$ (kg)", ec.PAPER_KG_CO2))
 for i, (col, name, paper) in enumerate(metrics):
@@ -322,7 +327,7 @@ ax.legend(fontsize=8, loc="upper left");
 # {glue:text}`level_charge_pct:.1f` % of a battery's nominal capacity into it; the whole 10-level
 # protocol charges {glue:text}`protocol_charges:.2f` of a full charge.
 
-# %%
+# %% tags=["hide-input"]
 ci_china = ec.Q_(params.sources["carbon_intensity"]["high"])  # China 2023 (Ember via Our World in Data)
 china = ec.reproduce_paper(params.replace(carbon_intensity=ci_china), level, int(ref["n_saved"]))
 asia = ec.Q_(params.sources["electricity_price"]["low"]).to("USD/kWh").magnitude
@@ -349,14 +354,14 @@ put("req_eff", knobs.loc["charger_efficiency", "required_for_usd"])
 put("req_cap_ah", knobs.loc["mean_capacity", "required_for_usd"])
 put("req_price", knobs.loc["electricity_price", "required_for_usd"])
 put("req_ci", knobs.loc["carbon_intensity", "required_for_co2"])
-repro["knobs"].round(4)
+table(repro["knobs"], "One parameter at a time: the value that reaches the paper's figures", digits=4)
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 print("factor to the paper (USD, CO2):", round(knobs.loc["n_batteries_2030", "factor_usd"], 1),
       round(knobs.loc["n_batteries_2030", "factor_co2"], 1))
 print("implied TWh:", [round(t, 1) for t in twh])
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(8, 4.2))
 show = repro["knobs"].copy()
 labels = {"n_batteries_2030": "batteries retired in 2030", "retired_energy_2030": "capacity retired in 2030",
@@ -405,7 +410,7 @@ ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2);
 # and standby energy, while the energy that flows into the batteries stays the same. The carbon
 # intensity does not change the cost, nor the price the CO2.
 
-# %%
+# %% tags=["hide-input"]
 tornado = ec.sensitivity(params, level, int(ref["n_saved"]))
 write_table(tornado, ctx.out_dir / "sensitivity.csv")
 top = tornado.iloc[0]
@@ -449,7 +454,7 @@ axes[0].set_title("(e) sensitivity of the 2030 saving", loc="left");
 # pulses only); over the 2030 retirement that is {glue:text}`tester_2030_bn:.1f` billion
 # channel-hours.
 
-# %%
+# %% tags=["hide-input"]
 times = ec.time_saved_per_battery(cases, {"full measured sequence": level, "5 s pulses only": level_5s})
 write_table(times, ctx.out_dir / "time_saved.csv")
 put("hours_ref", float(times.query("case == @ref_case and protocol == 'full measured sequence'")["hours_per_battery"].iloc[0]))
@@ -464,7 +469,7 @@ ax.set(xticks=xx, xticklabels=[f"case {c}\n({case_info.set_index('case').loc[c, 
 ax.tick_params(axis="x", labelsize=8)
 ax.legend(fontsize=8);
 
-# %%
+# %% tags=["hide-input"]
 results = {
     "profile": profile,
     "parameters": params.to_dict(),

@@ -1,10 +1,12 @@
 """The book tooling (battgen.book) and the built site (_build/html).
 
-The tooling checks (profiles, glue helper, chapter setup, runner command line) and the checks of
-the chapters' jupytext sources (conventions) need no build and always run. The site checks (the
-intro and every chapter of _toc.yml, with their figures) are marked ``book``: they run with
-``--book`` after ``make notebooks`` and the book build (``make test`` does both first), and a
-missing site or page is a failure, never a skip.
+The tooling checks (profiles, glue and table helpers, chapter setup, runner, notebook cleaning,
+figure checks) and the checks of the chapters' jupytext sources (conventions, exercises,
+citations) need no build and always run; one executes chapter 1 with ``MPLBACKEND=agg`` in a
+scratch copy of the book to show that no figure is lost. The site checks (the intro and every
+chapter of _toc.yml, with their figures) are marked ``book``: they run with ``--book`` after the
+book build (``make test`` builds first), and a missing site or page is a failure, never a skip.
+tests/test_site.py and tests/test_site_browser.py check the rest of the built site.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _figures_in_notebook(path: Path) -> int:
 
 
 def test_the_toc_lists_the_chapters():
-    assert [c.name[:2] for c in CHAPTERS] == ["01", "02", "03", "04", "05", "06"]
+    assert [c.name[:2] for c in CHAPTERS][:6] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.book
@@ -152,6 +154,88 @@ def test_notebook_follows_the_chapter_conventions(chapter):
         f"## sections must start with Overview, Setup and end with Summary, got {sections}"
 
 
+VISIBILITY = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell", "teach"}
+"""Every code cell carries one of these tags: hidden behind a toggle, removed, or ``teach`` (shown on purpose)."""
+ADOPTING = {"06_beyond_the_paper": "chapter 6 is being rewritten; it takes on the cell-tag and table conventions then"}
+"""Chapters that do not follow the page conventions yet (each test shows them as xfail with the reason)."""
+
+
+def _page_params(chapters_):
+    return [pytest.param(c, id=c.name, marks=[pytest.mark.xfail(reason=ADOPTING[c.name], strict=False)]
+                         if c.name in ADOPTING else []) for c in chapters_]
+
+
+def _markdown(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("chapter", _page_params(CHAPTERS))
+def test_every_code_cell_says_whether_the_reader_sees_it(chapter):
+    """The page shows prose, formulas, figures and tables; code only where it teaches."""
+    nb = _source(chapter)
+    undecided, raw_frames = [], []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        if "parameters" not in tags and not VISIBILITY & tags:
+            undecided.append(f"cell {i}: {cell.source.splitlines()[0][:60]!r}")
+        if "nbval-check-output" in tags:
+            assert tags & {"hide-cell", "remove-cell", "hide-output"}, f"cell {i}: checked numbers are folded away"
+        lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        last = lines[-1].strip() if lines else ""
+        if not last.endswith(";") and ("].round(" in last or ".style." in last or last.startswith("pd.DataFrame(")
+                                       or (last.endswith(".round(3)") or last.endswith(".round(4)"))):
+            raw_frames.append(f"cell {i}: {last[:60]!r}")
+    assert not undecided, f"tag these code cells with one of {sorted(VISIBILITY)}: {undecided}"
+    assert not raw_frames, f"show tables with battgen.book.table (rounded, captioned, scrolling): {raw_frames}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.name for c in CHAPTERS])
+def test_the_summary_glues_its_key_sentences(chapter):
+    text = _markdown(_source(chapter))
+    summary = text[text.rindex("## Summary"):]
+    assert summary.count("{glue:text}") >= 3, "the Summary's key sentences paste computed numbers with {glue:text}"
+    overview = text[text.index("## Overview"):text.index("## Setup")] if "## Setup" in text else ""
+    assert len(overview.split()) >= 40, "the Overview says what the chapter shows"
+
+
+@pytest.mark.parametrize("name", ["02_cvae_derivation", "03_cross_attention", "04_unseen_soc_experiments"])
+def test_exercises_have_solutions_folded_away(name):
+    import re
+
+    chapter = next(c for c in CHAPTERS if c.name == name)
+    text = _markdown(_source(chapter))
+    labels = re.findall(r":::\{exercise\}\n:label: (\S+)", text)
+    assert len(labels) >= 2, f"{name}: at least two exercises"
+    for label in labels:
+        block = re.search(r":::\{solution\} " + re.escape(label) + r"\n(:[^\n]*\n)*", text)
+        assert block, f"{name}: exercise {label} has no solution"
+        assert ":class: dropdown" in block.group(0), f"{name}: the solution of {label} is hidden by default (dropdown)"
+
+
+def _bib_entries() -> dict[str, str]:
+    import re
+
+    bib = (REPO / "book" / "references.bib").read_text(encoding="utf8")
+    return {m.group(1): m.group(2) for m in re.finditer(r"@\w+\{([^,]+),(.*?)\n\}", bib, flags=re.S)}
+
+
+def test_every_citation_is_in_the_bibliography():
+    import re
+
+    entries = _bib_entries()
+    authors = " ".join(re.sub(r"[{}\\]", "", body) for body in entries.values())
+    texts = {c.name: _markdown(_source(c)) for c in CHAPTERS if c.source.is_file()}
+    texts |= {p.name: p.read_text(encoding="utf8") for p in (REPO / "book").glob("*.md")}
+    for name, text in texts.items():
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            for key in keys.split(","):
+                assert key.strip() in entries, f"{name}: {{cite}}`{key.strip()}` is not in book/references.bib"
+        for surname in re.findall(r"([A-Z][a-z]+) et al\.", text):
+            assert surname in authors, f"{name}: '{surname} et al.' is cited inline but not in book/references.bib"
+
+
 # --------------------------------------------------------------------------- book tooling
 
 
@@ -188,6 +272,11 @@ def test_profile_train_config_and_runner_parameters():
     assert profile("smoke").train_config(lr=0.01, threads=None) == TrainConfig(epochs=5, lr=0.01, threads=None)
     assert parameters_for("full", "/data", Path("/r")) == {
         "profile": "full", "seeds": [0, 1, 2], "data_dir": "/data", "results_dir": "/r", "progress": False}
+    # as the runner calls it: relative to the kernel's folder, so no page shows the machine's folders
+    work = REPO / "book" / "notebooks"
+    relative = parameters_for("smoke", str(REPO.parent / "shared" / "pulsebat"), REPO / "results" / "smoke", work)
+    assert relative["data_dir"] == "../../../shared/pulsebat" and relative["results_dir"] == "../../results/smoke"
+    assert parameters_for("smoke", None, REPO / "r", work)["data_dir"] is None
 
 
 def test_glue_helper_types_values_as_documented(monkeypatch):
@@ -261,7 +350,8 @@ def test_the_sphinx_extension_connects_its_guards():
 
     app = App()
     meta = setup(app)
-    assert app.events == ["config-inited", "env-get-outdated"] and meta["parallel_read_safe"]
+    assert app.events == ["config-inited", "env-get-outdated", "html-page-context", "build-finished"]
+    assert meta["parallel_read_safe"]
 
 
 def test_package_fingerprint_follows_the_sources(tmp_path):
@@ -273,3 +363,161 @@ def test_package_fingerprint_follows_the_sources(tmp_path):
     assert _tree_fingerprint(tmp_path, "*.py") == first
     (tmp_path / "a.py").write_text("x = 2\n")
     assert _tree_fingerprint(tmp_path, "*.py") != first
+
+
+# --------------------------------------------------------------------------- clean pages, figures
+
+
+def _fake_executed(with_figure: bool = True):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"\ndata_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell('# Parameters\nprofile = "full"\ndata_dir = "../../../shared/pulsebat"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    draw = nbformat.v4.new_code_cell("fig, ax = plt.subplots()\nax.plot([1, 2]);")
+    draw.outputs = [nbformat.v4.new_output("display_data", {"image/png": "iVBOR", "text/plain": "<Figure>"})] if with_figure else []
+    commented = nbformat.v4.new_code_cell("# plt.subplots() would draw\nx = 1")
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), params, injected, draw, commented]
+    nb.metadata["papermill"] = {"input_path": "/abs/notebooks/x.py", "output_path": "/abs/book/x.ipynb",
+                                "parameters": {"data_dir": "/abs/shared"}, "environment_variables": {"A": "/abs"}}
+    return nb
+
+
+def test_clean_executed_folds_the_injected_cell_and_drops_the_machines_paths():
+    import nbformat
+
+    from battgen.book.notebook import clean_executed
+
+    nb = clean_executed(_fake_executed(), source="notebooks/x.py", repository_url="https://github.com/o/r")
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert not any("injected-parameters" in t for t in tags)
+    assert tags[0] == ["remove-cell", "install-battgen"]
+    assert 'find_spec("battgen") is None' in nb.cells[0].source and "git+https://github.com/o/r.git" in nb.cells[0].source
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'profile = "full"' in params.source and "hide-input" in params.metadata["tags"]
+    assert "# Parameters\n" not in params.source
+    meta = nb.metadata["papermill"]
+    assert meta["input_path"] == "notebooks/x.py" and meta["output_path"] is None
+    assert "parameters" not in meta and meta["environment_variables"] == {}
+    assert "/abs" not in nbformat.writes(nb)
+    again = clean_executed(nb, source="notebooks/x.py")
+    assert sum("install-battgen" in c.metadata.get("tags", []) for c in again.cells) == 1  # idempotent
+    nbformat.validate(again)
+
+
+def test_a_drawing_cell_without_its_figure_is_named():
+    from battgen.book.notebook import drawing_cells, figure_count, missing_figures
+
+    good, lost = _fake_executed(), _fake_executed(with_figure=False)
+    assert drawing_cells(good) == [3]  # the commented-out call draws nothing
+    assert figure_count(good) == 1 and missing_figures(good) == []
+    assert missing_figures(lost) == ["cell 3: `fig, ax = plt.subplots()` drew no figure"]
+
+
+def test_kernels_get_the_inline_backend_and_one_thread_whatever_the_caller_set(monkeypatch):
+    import os
+
+    from battgen.book.runner import kernel_environment
+
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with kernel_environment():
+        assert os.environ["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["MPLBACKEND"] == "agg" and "OMP_NUM_THREADS" not in os.environ
+
+
+def test_chapters_start_longest_first(tmp_path):
+    import nbformat
+
+    from battgen.book.runner import Chapter, longest_first
+
+    def chapter(name, seconds):
+        out = tmp_path / f"{name}.ipynb"
+        if seconds is not None:
+            nb = nbformat.v4.new_notebook()
+            nb.metadata["battgen"] = {"seconds": seconds}
+            out.write_text(nbformat.writes(nb))
+        return Chapter(name, tmp_path / f"{name}.py", out)
+
+    order = [chapter("01", 5.0), chapter("02", 120.0), chapter("03", None), chapter("04", None), chapter("05", 30.0)]
+    assert [c.name for c in longest_first(order)] == ["04", "03", "02", "05", "01"]
+
+
+def test_table_helper_rounds_labels_and_scrolls():
+    import pandas as pd
+
+    from battgen.book import table
+
+    frame = pd.DataFrame({"battery": ["LMO 10 Ah"], "MAPE (%)": [3.14159], "n": [1200]})
+    shown = table(frame, "What the table holds", formats={"n": "{:,d}"})
+    html = shown._repr_html_()
+    assert html.startswith('<div class="battgen-table">') and "<caption>What the table holds</caption>" in html
+    assert "3.14" in html and "3.14159" not in html and "1,200" in html
+    assert html == table(frame, "What the table holds", formats={"n": "{:,d}"})._repr_html_()  # stable ids
+    assert repr(shown).splitlines()[0] == "What the table holds"
+
+
+def test_citation_and_launch_buttons_use_the_one_repository_url():
+    import yaml
+
+    from battgen._version import __version__
+    from battgen.book.runner import repository_url
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    url = repository_url(REPO)
+    assert url and url == config["repository"]["url"] == cff["repository-code"]
+    assert cff["version"] == __version__
+    assert config["html"]["use_repository_button"] is True
+    assert {"binderhub_url", "colab_url"} <= set(config["launch_buttons"])
+    assert "sphinx_exercise" in config["sphinx"]["extra_extensions"]
+    assert "How to cite" in (REPO / "book" / "intro.md").read_text()
+
+
+def test_the_readme_and_the_ci_say_how_the_book_builds():
+    intro = (REPO / "book" / "intro.md").read_text()
+    assert "jupyter-book build book/" in intro and "BATTGEN_PROFILE" in intro
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.index("apt-get update") < ci.index("apt-get install") and "chromium" in ci
+    makefile = (REPO / "Makefile").read_text()
+    assert "battgen.book mathjax" in makefile and "linkcheck" in makefile
+
+
+def _notebooks_command() -> list[str]:
+    """The command `make notebooks PROFILE=smoke` runs (read from `make -n`, setup excluded)."""
+    import shlex
+
+    out = subprocess.run(["make", "-n", "-C", str(REPO), "notebooks", "PROFILE=smoke"], capture_output=True, text=True,
+                         timeout=60)
+    lines = [line for line in out.stdout.splitlines() if "battgen.book run" in line]
+    assert len(lines) == 1, out.stdout + out.stderr
+    return shlex.split(lines[0])
+
+
+def test_make_notebooks_under_mplbackend_agg_still_draws_every_figure(tmp_path, data_dir):
+    """`make notebooks` on a headless server with MPLBACKEND=agg: chapter 1, in a scratch copy of the book."""
+    import os
+    import shutil
+
+    import nbformat
+
+    from battgen.book.notebook import drawing_cells, figure_count
+
+    command = _notebooks_command()
+    assert command[1:] == ["-m", "battgen.book", "run", "--profile", "smoke"]
+    (tmp_path / "book").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(REPO / "notebooks" / "01_data_exploration.py", tmp_path / "notebooks")
+    shutil.copy(REPO / "_config.yml", tmp_path)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/01_data_exploration\n")
+    env = {**os.environ, "MPLBACKEND": "agg", "BATTGEN_DATA_DIR": str(data_dir)}
+    done = subprocess.run([sys.executable, *command[1:], "--jobs", "1"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    nb = nbformat.read(str(tmp_path / "book" / "notebooks" / "01_data_exploration.ipynb"), as_version=4)
+    assert len(drawing_cells(nb)) >= 5
+    assert figure_count(nb) >= len(drawing_cells(nb))
+    assert "executed in" in done.stdout

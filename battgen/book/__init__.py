@@ -4,10 +4,14 @@
   folds, cases, grid size), in one frozen :class:`Profile` each.
 - :mod:`battgen.book.chapter`: the one-call setup of a chapter (:func:`setup_chapter`).
 - :mod:`battgen.book.glue`: the one glue helper of the chapters (:func:`put`).
+- :mod:`battgen.book.tables`: the one table helper of the chapters (:func:`table`).
+- :mod:`battgen.book.notebook`: what an executed chapter must look like (clean, every figure there).
+- :mod:`battgen.book.assets`: MathJax served from the site's own ``_static`` (offline).
+- :mod:`battgen.book.cli`: ``python -m battgen.book run|list|reports|mathjax``.
 - :mod:`battgen.book.runner`: executes the stale chapters with papermill
-  (``python -m battgen.book run --profile smoke``, called by ``make notebooks``).
+  side by side (``python -m battgen.book run --profile smoke``, called by ``make notebooks``).
 - :mod:`battgen.book.sphinx`: the Sphinx extension, listed in ``_config.yml`` as ``battgen.book``
-  (hence :func:`setup` here): it stops the build when an executed chapter is missing.
+  (hence :func:`setup` here): ``jupyter-book build book/`` executes what is missing or stale.
 
 Importing this package stays light: torch, matplotlib, papermill, myst_nb and Sphinx are
 imported only where they are used.
@@ -17,6 +21,7 @@ from battgen.book.chapter import ChapterContext, setup_chapter
 from battgen.book.glue import glue_key, glued, put, put_many, source_block
 from battgen.book.profiles import PROFILES, Profile, profile
 from battgen.book.runner import Chapter, chapters, data_fingerprint, find_root, fingerprint, run_notebooks
+from battgen.book.tables import Table, table
 from battgen.book.sphinx import setup
 from battgen.io import package_fingerprint  # re-exported for existing callers
 
@@ -39,4 +44,6 @@ __all__ = [
     "setup",
     "setup_chapter",
     "source_block",
+    "Table",
+    "table",
 ]

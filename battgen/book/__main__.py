@@ -1,7 +1,7 @@
-"""``python -m battgen.book run|list|reports``: see :mod:`battgen.book.runner`."""
+"""``python -m battgen.book run|list|reports|mathjax``: see :mod:`battgen.book.cli`."""
 
 import sys
 
-from battgen.book.runner import main
+from battgen.book.cli import main
 
 sys.exit(main())

@@ -1,16 +1,23 @@
-"""The chapter runner: execute the stale chapter notebooks with papermill.
+"""The chapter runner: execute the stale chapter notebooks with papermill, side by side.
 
-``python -m battgen.book run --profile smoke`` (called by ``make notebooks``). The chapters are
+``python -m battgen.book run --profile smoke`` (called by ``make notebooks``, and by the Sphinx
+extension when ``jupyter-book build book/`` finds a chapter missing or stale). The chapters are
 the entries ``notebooks/<name>`` of the root ``_toc.yml``; each one's source is the jupytext
 py:percent file ``notebooks/<name>.py`` and its executed copy, which the book renders, is
 ``book/notebooks/<name>.ipynb``. A chapter is executed with papermill (parameters ``profile``,
 ``seeds``, ``data_dir``, ``results_dir``, ``progress``; the seeds come from
-:mod:`battgen.book.profiles`) only when it is stale: when no executed copy exists, or when the
-fingerprint stored in the executed copy's metadata differs from the current one, which covers
-the chapter's source, the battgen package source, the data files and the parameters. A failed
-chapter prints its traceback, leaves its failed notebook and a log under ``_build/reports/``,
-and its (now stale) executed copy is removed so that the book cannot render an outdated
-chapter; the runner goes on with the other chapters and exits 1.
+:mod:`battgen.book.profiles`; the paths relative to the kernel's folder ``book/notebooks/``) only
+when it is stale: when no executed copy exists, or when the fingerprint stored in the executed
+copy's metadata differs from the current one, which covers the chapter's source, the battgen
+package source, the data files and the parameters.
+
+The chapters do not depend on each other, so ``--jobs`` of them (default: one per core) run at
+the same time, each in its own kernel on one torch thread, the longest first (as long as each
+took last time). Every kernel gets the inline matplotlib backend whatever ``MPLBACKEND`` says,
+and a chapter whose drawing cells show no figure fails (:mod:`battgen.book.notebook`), as does
+one that raises. A failed chapter prints its traceback, leaves its failed notebook and a log under
+``_build/reports/``, and its (now stale) executed copy is removed so that the book cannot render
+an outdated chapter; the runner goes on with the other chapters and exits 1.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ import json
 import os
 import sys
 import time
+import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
+from battgen.book.notebook import INLINE_BACKEND, clean_executed, missing_figures, portable_path
 from battgen.book.profiles import PROFILES
 from battgen.book.profiles import profile as resolve_profile
 from battgen.io import _tree_fingerprint, atomic_path, package_fingerprint
@@ -37,7 +48,8 @@ __all__ = [
     "executed_metadata",
     "find_root",
     "fingerprint",
-    "main",
+    "kernel_environment",
+    "repository_url",
     "run_notebooks",
     "source_fingerprint",
 ]
@@ -45,6 +57,15 @@ __all__ = [
 NOTEBOOK_DIR = "notebooks"  # docname prefix in _toc.yml, source folder at the root, output under book/
 METADATA_KEY = "battgen"
 MISSING_HINT = "run `make notebooks` (or `make book`) first"
+KERNEL_DIR = Path("book") / NOTEBOOK_DIR  # every kernel's working folder (beside the executed copies)
+KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""What every chapter kernel's environment says, whatever the caller's: figures inline, one thread."""
+_PRINT = threading.Lock()
+
+
+def _say(message: str, *, error: bool = False) -> None:
+    with _PRINT:
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 # --------------------------------------------------------------------------- chapters
@@ -160,8 +181,15 @@ def executed_metadata(path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- execution
 
 
-def parameters_for(profile: str, data_dir: str | None, results_dir: Path) -> dict[str, Any]:
-    """The papermill parameters of every chapter; the seeds are the profile's."""
+def parameters_for(profile: str, data_dir: str | None, results_dir: Path, workdir: str | os.PathLike | None = None
+                   ) -> dict[str, Any]:
+    """The papermill parameters of every chapter; the seeds are the profile's.
+
+    With ``workdir`` (the kernel's working folder) the paths are given relative to it, so that
+    neither the executed notebooks nor the pages show the building machine's folders.
+    """
+    if workdir is not None:
+        data_dir, results_dir = portable_path(data_dir, workdir), portable_path(results_dir, workdir)
     return {
         "profile": profile,
         "seeds": list(resolve_profile(profile).seeds),
@@ -169,6 +197,38 @@ def parameters_for(profile: str, data_dir: str | None, results_dir: Path) -> dic
         "results_dir": str(results_dir),
         "progress": False,
     }
+
+
+def repository_url(root: str | os.PathLike) -> str | None:
+    """``repository.url`` of the root ``_config.yml``: the one place the repository's address lives."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((Path(root) / "_config.yml").read_text(encoding="utf8")) or {}
+    except OSError:
+        return None
+    url = (config.get("repository") or {}).get("url")
+    return str(url) if url else None
+
+
+@contextmanager
+def kernel_environment(extra: dict[str, str] | None = None) -> Iterator[None]:
+    """Set :data:`KERNEL_ENV` (and ``extra``) in ``os.environ`` while kernels start; restore it after.
+
+    The kernels inherit this process's environment, so this is what makes ``MPLBACKEND=agg`` in
+    a caller's shell harmless.
+    """
+    values = {**KERNEL_ENV, **(extra or {})}
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _load_source(chapter: Chapter):
@@ -186,17 +246,34 @@ def _write_atomic(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf8")
 
 
+def _fail(chapter: Chapter, parameters: dict[str, Any], reports: Path, seconds: float, detail: str, nb: Any) -> bool:
+    """Report a failed chapter: log and notebook under ``reports``, executed copy removed."""
+    import nbformat
+
+    chapter.output.unlink(missing_ok=True)  # never leave an outdated chapter for the book
+    log, failed_nb = reports / f"{chapter.name}.log", reports / f"{chapter.name}.ipynb"
+    text = (
+        f"{chapter.name}: execution FAILED after {seconds:.1f} s (profile {parameters['profile']})\n"
+        f"source: {chapter.source}\nparameters: {json.dumps(parameters)}\n{detail}\n"
+    )
+    log.write_text(text, encoding="utf8")
+    if nb is not None:
+        nbformat.write(nb, str(failed_nb))
+    _say(text + f"[battgen.book] report: {log}; partially executed notebook: {failed_nb}", error=True)
+    return False
+
+
 def _execute(chapter: Chapter, parameters: dict[str, Any], key: str, used: dict[str, Any], reports: Path,
-             timeout: int | None) -> bool:
+             timeout: int | None, root: Path) -> bool:
     """Execute one chapter into its output path; on failure print and keep a report, return False."""
     import nbformat
     import papermill as pm
 
     nb = _load_source(chapter)
-    log = reports / f"{chapter.name}.log"
     failed_nb = reports / f"{chapter.name}.ipynb"  # papermill saves progress here; kept only on failure
     reports.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
+    (reports / f"{chapter.name}.log").unlink(missing_ok=True)
+    chapter.output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         executed = pm.execute_notebook(
@@ -204,26 +281,23 @@ def _execute(chapter: Chapter, parameters: dict[str, Any], key: str, used: dict[
             str(failed_nb),
             parameters=parameters,
             kernel_name="python3",
-            cwd=str(chapter.source.parent),
+            cwd=str(chapter.output.parent),
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout,
         )
     except Exception as exc:  # PapermillExecutionError, kernel death, timeouts, bad parameters
-        seconds = time.perf_counter() - start
-        chapter.output.unlink(missing_ok=True)  # never leave an outdated chapter for the book
         detail = str(exc) if type(exc).__name__ == "PapermillExecutionError" else traceback.format_exc()
-        text = (
-            f"{chapter.name}: execution FAILED after {seconds:.1f} s (profile {parameters['profile']})\n"
-            f"source: {chapter.source}\nparameters: {json.dumps(parameters)}\n{detail}\n"
-        )
-        log.write_text(text, encoding="utf8")
-        if not failed_nb.is_file():
-            nbformat.write(nb, str(failed_nb))
-        print(text, file=sys.stderr)
-        print(f"[battgen.book] report: {log}; partially executed notebook: {failed_nb}", file=sys.stderr)
-        return False
+        return _fail(chapter, parameters, reports, time.perf_counter() - start, detail,
+                     None if failed_nb.is_file() else nb)
     seconds = time.perf_counter() - start
+    source = chapter.source.relative_to(root).as_posix() if chapter.source.is_relative_to(root) else chapter.source.name
+    clean_executed(executed, source=source, repository_url=repository_url(root))
+    missing = missing_figures(executed)
+    if missing:
+        return _fail(chapter, parameters, reports, seconds,
+                     "figures missing (the kernel's matplotlib backend was not the inline one?):\n  "
+                     + "\n  ".join(missing), executed)
     failed_nb.unlink(missing_ok=True)
     executed.metadata[METADATA_KEY] = {
         "fingerprint": key,
@@ -234,8 +308,27 @@ def _execute(chapter: Chapter, parameters: dict[str, Any], key: str, used: dict[
         "seconds": round(seconds, 1),
     }
     _write_atomic(chapter.output, nbformat.writes(executed))
-    print(f"[battgen.book] {chapter.name}: executed in {seconds:.1f} s -> {chapter.output}", flush=True)
+    _say(f"[battgen.book] {chapter.name}: executed in {seconds:.1f} s -> {chapter.output.relative_to(root)}")
     return True
+
+
+def longest_first(selected: Sequence[Chapter]) -> list[Chapter]:
+    """The chapters in the order to start them: by the seconds each took last time, longest first.
+
+    A chapter never executed comes first, the later ones in the book first (they are the longer ones).
+    """
+    def last_seconds(chapter: Chapter) -> float:
+        seconds = executed_metadata(chapter.output).get("seconds")
+        return float("inf") if seconds is None else float(seconds)
+
+    order = {c.name: i for i, c in enumerate(selected)}
+    return sorted(selected, key=lambda c: (-last_seconds(c), -order[c.name]))
+
+
+def default_jobs() -> int:
+    """Chapters executed at once: ``$BATTGEN_BOOK_JOBS``, else one per core."""
+    value = os.environ.get("BATTGEN_BOOK_JOBS")
+    return max(1, int(value)) if value else max(1, os.cpu_count() or 1)
 
 
 def run_notebooks(
@@ -247,14 +340,15 @@ def run_notebooks(
     only: Sequence[str] = (),
     force: bool = False,
     timeout: int | None = None,
+    jobs: int | None = None,
 ) -> int:
-    """Execute the stale chapters; return 0 if every chapter is executed and fresh, 1 otherwise."""
+    """Execute the stale chapters, ``jobs`` at a time; return 0 if every chapter is executed and fresh, 1 otherwise."""
     root = find_root(root)
     data_dir = data_dir if data_dir is not None else os.environ.get("BATTGEN_DATA_DIR") or None
     if data_dir:
         data_dir = str(Path(data_dir).expanduser().resolve())
     results = Path(results_dir).resolve() if results_dir else root / "results" / profile
-    parameters = parameters_for(profile, data_dir, results)
+    parameters = parameters_for(profile, data_dir, results, workdir=root / KERNEL_DIR)
     reports = root / "_build" / "reports"
     selected = chapters(root)
     unknown = set(only) - {c.name for c in selected}
@@ -265,66 +359,38 @@ def run_notebooks(
     missing = [c for c in selected if not c.source.is_file()]
     for chapter in missing:
         chapter.output.unlink(missing_ok=True)
-        print(
-            f"[battgen.book] {chapter.name}: source {chapter.source.relative_to(root)} does not exist "
-            f"(listed in _toc.yml as {chapter.docname})",
-            file=sys.stderr,
-        )
+        _say(f"[battgen.book] {chapter.name}: source {chapter.source.relative_to(root)} does not exist "
+             f"(listed in _toc.yml as {chapter.docname})", error=True)
     package, data = package_fingerprint(), data_fingerprint(data_dir)
     failed = [c.name for c in missing]
-    total = time.perf_counter()
+    todo = []
     for chapter in selected:
         if chapter in missing:
             continue
         key, used = fingerprint(chapter, parameters, package, data), inputs(chapter, parameters, package, data)
         meta = executed_metadata(chapter.output) if chapter.output.is_file() else {}
         if not force and meta.get("fingerprint") == key:
-            print(f"[battgen.book] {chapter.name}: up to date ({profile})", flush=True)
+            _say(f"[battgen.book] {chapter.name}: up to date ({profile})")
             continue
-        reason = "forced" if force else stale_reason(meta.get("inputs", {}), used)
-        print(f"[battgen.book] {chapter.name}: executing ({profile}; {reason}) ...", flush=True)
-        if not _execute(chapter, parameters, key, used, reports, timeout):
-            failed.append(chapter.name)
-    print(f"[battgen.book] {len(selected) - len(failed)}/{len(selected)} chapters ready in "
-          f"{time.perf_counter() - total:.1f} s (profile {profile}, results in {results})", flush=True)
+        todo.append((chapter, key, used, "forced" if force else stale_reason(meta.get("inputs", {}), used)))
+    jobs = max(1, min(jobs or default_jobs(), len(todo) or 1))
+    total = time.perf_counter()
+    reasons = {c.name: (c, key, used, reason) for c, key, used, reason in todo}
+
+    def run(chapter: Chapter) -> tuple[str, bool]:
+        _, key, used, reason = reasons[chapter.name]
+        _say(f"[battgen.book] {chapter.name}: executing ({profile}; {reason}) ...")
+        return chapter.name, _execute(chapter, parameters, key, used, reports, timeout, root)
+
+    if todo:
+        _say(f"[battgen.book] {len(todo)} chapter(s) to execute, {jobs} at a time")
+    with kernel_environment(), ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, ok in pool.map(run, longest_first([c for c, *_ in todo])):
+            if not ok:
+                failed.append(name)
+    _say(f"[battgen.book] {len(selected) - len(failed)}/{len(selected)} chapters ready in "
+         f"{time.perf_counter() - total:.1f} s (profile {profile}, results in {portable_path(results, root)})")
     if failed:
-        print(f"[battgen.book] FAILED: {', '.join(failed)} (reports in {reports})", file=sys.stderr)
+        _say(f"[battgen.book] FAILED: {', '.join(failed)} (reports in {reports})", error=True)
         return 1
-    return 0
-
-
-def print_reports(root: str | os.PathLike | None = None) -> int:
-    """Print the execution reports: papermill failures and Jupyter Book's ``reports/*.log``."""
-    root = find_root(root)
-    logs = sorted((root / "_build" / "reports").glob("*.log")) + sorted((root / "_build" / "html" / "reports").glob("*.log"))
-    for log in logs:
-        print(f"===== {log.relative_to(root)} =====\n{log.read_text(encoding='utf8', errors='replace')}")
-    if not logs:
-        print("[battgen.book] no execution reports (no chapter failed to execute)")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m battgen.book", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute the stale chapter notebooks into book/notebooks/")
-    run.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    run.add_argument("--data-dir", default=None, help="PulseBat folder (default: $BATTGEN_DATA_DIR)")
-    run.add_argument("--results-dir", default=None, help="where chapters write results (default: results/<profile>/)")
-    run.add_argument("--only", nargs="*", default=[], metavar="NAME", help="chapters to consider, e.g. 01_data_exploration")
-    run.add_argument("--force", action="store_true", help="execute even if up to date")
-    run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
-    sub.add_parser("list", help="list the chapters and whether each executed copy exists")
-    sub.add_parser("reports", help="print the execution reports of failed chapters")
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        return run_notebooks(args.profile, data_dir=args.data_dir, results_dir=args.results_dir,
-                             only=args.only, force=args.force, timeout=args.timeout)
-    if args.command == "reports":
-        return print_reports()
-    root = find_root()
-    for chapter in chapters(root):
-        meta = executed_metadata(chapter.output)
-        state = f"executed ({meta.get('profile', '?')}, {meta.get('seconds', '?')} s)" if chapter.output.is_file() else "not executed"
-        print(f"{chapter.name:32s} source={'yes' if chapter.source.is_file() else 'MISSING'}  {state}")
     return 0

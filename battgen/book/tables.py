@@ -1,0 +1,47 @@
+"""The one table helper of the chapters: rounded, labelled, never cut off at the page's edge."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Table", "table"]
+
+
+class Table:
+    """A data frame shown as a styled HTML table inside a horizontally scrolling box (``battgen-table``).
+
+    The caption says what the table holds; numbers are rounded to ``digits`` decimals (``formats``
+    maps a column to a format string or a function instead); ``index=False`` hides the row labels.
+    In a terminal (``repr``) it prints as plain text with the caption on top.
+    """
+
+    def __init__(self, frame: pd.DataFrame, caption: str, digits: int = 2,
+                 formats: Mapping[Any, Any] | None = None, index: bool = False) -> None:
+        self.frame, self.caption, self.digits, self.formats, self.index = frame, caption, digits, dict(formats or {}), index
+
+    def styler(self):
+        """The pandas ``Styler`` behind the HTML (deterministic ids, so that re-executions give the same page)."""
+        # one format call: columns without an entry in ``formats`` get ``digits`` decimals
+        styler = self.frame.style.format(self.formats or None, precision=self.digits, thousands=",", na_rep="-")
+        if not self.index:
+            styler = styler.hide(axis="index")
+        key = hashlib.sha1(f"{self.caption}|{list(self.frame.columns)}|{self.frame.shape}".encode()).hexdigest()[:10]
+        return styler.set_caption(self.caption).set_uuid(key)
+
+    def _repr_html_(self) -> str:
+        return f'<div class="battgen-table">{self.styler().to_html()}</div>'
+
+    def __repr__(self) -> str:
+        shown = self.frame.round(self.digits)
+        return f"{self.caption}\n{shown.to_string(index=self.index)}"
+
+
+def table(frame: pd.DataFrame, caption: str, *, digits: int = 2, formats: Mapping[Any, Any] | None = None,
+          index: bool = False) -> Table:
+    """Show ``frame`` as a :class:`Table`: the last expression of a chapter cell."""
+    return Table(frame, caption, digits, formats, index)
