@@ -40,6 +40,8 @@ __all__ = [
     "between_battery_spread_mv",
     "paired_difference_mv",
     "outside_training_range",
+    "soc_cap",
+    "u1_soh_correlation",
     "attention_scalars",
     "attention_agreement",
     "attention_stats",
@@ -345,3 +347,35 @@ def attention_sweep_shifts(sweep: Sequence[dict[str, Any]]) -> dict[str, dict[st
     return {half: {"change_soc": attention_shift(soc_lo[half], soc_hi[half]),
                    "change_soh": attention_shift(soh_lo[half], soh_hi[half])}
             for half in ("encoder", "decoder")}
+
+
+# --------------------------------------------------------------------------- what the test design encodes
+
+
+def soc_cap(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per tested battery: its SOH and the highest SOC level (%) it was tested at.
+
+    PulseBat's SOC is a fraction of the *nominal* capacity, and the testers stopped each battery's
+    SOC ladder below its (estimated) actual capacity, so the highest level reached rises with SOH.
+    Pass a table loaded with every level (``load_pulsebat(b, 3, max_soc=1.0)``: the 3 s files go
+    up to 90 %). Columns: ``battery``, ``battery_id``, ``soh``, ``top_soc``, ``n_levels``.
+    """
+    socs = frame.assign(_soc=soc_percent(frame))
+    out = socs.groupby(["battery", "battery_id"], sort=False).agg(soh=("soh", "first"), top_soc=("_soc", "max"),
+                                                                  n_levels=("_soc", "nunique"))
+    return out.reset_index()
+
+
+def u1_soh_correlation(frame: pd.DataFrame) -> pd.DataFrame:
+    """Pearson correlation of U1 (the rest voltage before the pulses) with SOH, per SOC level.
+
+    At a fixed *nominal* SOC a battery with SOH ``h`` holds ``SOC / h`` of its own capacity, so its
+    open-circuit voltage is higher the lower its SOH: U1 alone ranks batteries by SOH wherever the
+    open-circuit voltage rises with SOC (not on LFP's plateau). Columns: ``battery``, ``soc``
+    (%), ``r``, ``n``.
+    """
+    rows = []
+    for (battery, soc), g in frame.assign(_soc=soc_percent(frame)).groupby(["battery", "_soc"], sort=False):
+        r = float(np.corrcoef(g["U1"], g["soh"])[0, 1]) if len(g) > 2 and g["soh"].std() > 0 else np.nan
+        rows.append({"battery": battery, "soc": int(soc), "r": r, "n": len(g)})
+    return pd.DataFrame(rows)
