@@ -10,7 +10,7 @@
 - **Figures.** The build stops when an executed chapter shows fewer figures than its source draws
   (:func:`battgen.book.notebook.missing_figures`).
 - **Offline.** MathJax is served from the site's ``_static/mathjax`` (:mod:`battgen.book.assets`).
-- **Downloads.** Each chapter's download menu offers its jupytext ``.py`` source beside the ``.ipynb``.
+- **Pages.** Each script is loaded once; each chapter's download menu offers its jupytext ``.py`` source beside the ``.ipynb``.
 - **Glue.** The non-notebook pages are re-read whenever a notebook changed, so numbers glued from
   the notebooks into ``intro.md`` are never stale.
 """
@@ -126,8 +126,24 @@ def _copy_assets(app, exception) -> None:
             shutil.copy2(chapter.source, target)
 
 
-def _add_source_download(app, pagename, templatename, context, doctree) -> None:
-    """Offer the chapter's jupytext source (``.py``) in the page's download menu, beside the ``.ipynb``."""
+def _once(scripts: list) -> list:
+    """``scripts`` without repeats (the same file, or the same inline body, once)."""
+    seen, out = set(), []
+    for script in scripts:
+        key = (str(getattr(script, "filename", script) or ""), tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(script)
+    return out
+
+
+def _page_context(app, pagename, templatename, context, doctree) -> None:
+    """Load each script once (sphinx-thebe's config is added twice and its second ``const`` is a
+    console error), and offer a chapter's jupytext source (``.py``) in its download menu."""
+    if "script_files" in context:
+        context["script_files"] = _once(context["script_files"])
+    # A first visit (empty localStorage) otherwise logs "Got invalid theme mode" as a console error.
+    context["default_mode"] = context.get("default_mode") or "light"
     if not pagename.startswith(NOTEBOOK_DIR + "/"):
         return
     for button in context.get("header_buttons", []):
@@ -152,7 +168,7 @@ def _rewrite_glue_pages(app, env, added, changed, removed) -> list[str]:
 def setup(app) -> dict[str, Any]:
     app.connect("config-inited", _prepare, priority=100)
     app.connect("env-get-outdated", _rewrite_glue_pages)
-    app.connect("html-page-context", _add_source_download, priority=502)  # after the theme's buttons (501)
+    app.connect("html-page-context", _page_context, priority=502)  # after the theme's buttons (501)
     app.connect("build-finished", _copy_assets)
     from battgen._version import __version__
 
