@@ -5,8 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# On the project's machines the data lie in ../shared/pulsebat; elsewhere pooch downloads them.
+# On the project's machines the data lie in ../shared/pulsebat. Elsewhere (a fresh clone) the
+# chapters download them from their pinned upstream URLs into battgen's cache (sha256-checked), and
+# `make test` fetches them first and points the tests at that cache, whose layout is a data folder's.
 export BATTGEN_DATA_DIR ?= $(wildcard $(abspath ../shared/pulsebat))
+TEST_DATA = $${BATTGEN_DATA_DIR:-$$($(PY) -c 'from battgen.data import cache_dir; print(cache_dir())')}
 export BATTGEN_PROGRESS ?= 0
 # Chapter profile: full (the paper's settings, 3 seeds) for the book, smoke (few epochs, 1 seed) in
 # tests. BATTGEN_PROFILE=smoke in the environment works too; the book build reads the same variable.
@@ -18,7 +21,7 @@ BUILD_FLAGS ?= -n -W --keep-going
 # Test processes at once (pytest-xdist); chapters at once are one per core (BATTGEN_BOOK_JOBS).
 TEST_JOBS ?= 2
 
-.PHONY: setup unit test reproduce bench clean notebooks build book nbval site-test linkcheck
+.PHONY: setup data unit test reproduce bench clean notebooks build book nbval site-test linkcheck
 
 setup: $(VENV)/.installed
 
@@ -31,13 +34,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m battgen.book mathjax
 	touch $@
 
-unit: setup
-	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" tests
+# Without a data folder: download and verify every PulseBat file into the cache once.
+data: setup
+	@if [ -z "$(BATTGEN_DATA_DIR)" ]; then $(VENV)/bin/battgen fetch >/dev/null && echo "[make] PulseBat files in $(TEST_DATA)"; fi
+
+unit: data
+	BATTGEN_DATA_DIR="$(TEST_DATA)" $(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" tests
 
 # Every test: unit (and slow) tests, the smoke chapters, nbval over them, the -n -W build, the
 # site checks (HTML and headless Chromium: .ci/run installs Debian's chromium).
-test: setup
-	$(PY) -m pytest -q -n $(TEST_JOBS) tests
+test: data
+	BATTGEN_DATA_DIR="$(TEST_DATA)" $(PY) -m pytest -q -n $(TEST_JOBS) tests
 	$(MAKE) notebooks PROFILE=smoke
 	$(MAKE) nbval
 	$(MAKE) build PROFILE=smoke
@@ -62,8 +69,8 @@ nbval: setup
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile --nbval-lax --nbval-current-env book/notebooks/
 
 # Checks of the built site: pages, figures, no absolute path, clean cells, offline MathJax in headless Chromium.
-site-test: setup
-	$(PY) -m pytest -q --book -m book tests
+site-test: data
+	BATTGEN_DATA_DIR="$(TEST_DATA)" $(PY) -m pytest -q --book -m book tests
 
 # Every external link of the site (needs the network; not part of `make test` or CI).
 linkcheck: setup

@@ -97,6 +97,15 @@ def test_a_chapter_executes_in_the_clone_without_shared_data(fresh):
     assert str(clone) not in executed and "/shared/" not in executed
 
 
+def test_the_makefile_of_the_clone_finds_no_data_folder_and_tests_read_the_cache(fresh):
+    clone, env = fresh
+    show = ["make", "-s", "-C", str(clone), "--eval", 'show-data: ; @echo "[$(BATTGEN_DATA_DIR)] [$(TEST_DATA)]"',
+            "show-data"]
+    done = subprocess.run(show, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[] [${BATTGEN_DATA_DIR:-$("), "no ../shared: the chapters download, the tests read the cache"
+
+
 def test_no_code_path_looks_beside_the_repository():
     offenders = [p.relative_to(REPO).as_posix()
                  for p in [*(REPO / "battgen").rglob("*.py"), *(REPO / "notebooks").glob("*.py")]
