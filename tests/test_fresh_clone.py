@@ -99,11 +99,16 @@ def test_a_chapter_executes_in_the_clone_without_shared_data(fresh):
 
 def test_the_makefile_of_the_clone_finds_no_data_folder_and_tests_read_the_cache(fresh):
     clone, env = fresh
-    show = ["make", "-s", "-C", str(clone), "--eval", 'show-data: ; @echo "[$(BATTGEN_DATA_DIR)] [$(TEST_DATA)]"',
-            "show-data"]
+    show = ["make", "-s", "-C", str(clone), "--eval", 'show-data: ; @echo "[$(BATTGEN_DATA_DIR)]"', "show-data"]
     done = subprocess.run(show, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("[] [${BATTGEN_DATA_DIR:-$("), "no ../shared: the chapters download, the tests read the cache"
+    assert done.stdout.strip() == "[]", "no ../shared beside the clone: the chapters read the download cache"
+    venv = Path(sys.executable).parent.parent  # `make -n` only prints: nothing is installed or run
+    dry = subprocess.run(["make", "-n", "-C", str(clone), "unit", f"VENV={venv}"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert "battgen fetch" in dry.stdout, "without a data folder, make fetches the data first"
+    assert "BATTGEN_DATA_DIR=\"${BATTGEN_DATA_DIR:-$(" in dry.stdout and "cache_dir()" in dry.stdout, \
+        "and points the tests at the cache"
 
 
 def test_no_code_path_looks_beside_the_repository():
