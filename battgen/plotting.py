@@ -264,14 +264,14 @@ def plot_pulse_sequence(
     return fig
 
 
-def _box(ax: plt.Axes, xy: tuple[float, float], title: str, shape: str, color: str, width: float = 1.75) -> None:
+def _box(ax: plt.Axes, xy: tuple[float, float], title: str, shape: str, color: str, width: float = 2.0) -> None:
     from matplotlib.patches import FancyBboxPatch
 
     x, y = xy
     ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.36), width, 0.72, boxstyle="round,pad=0.02,rounding_size=0.08",
                                 facecolor=color, edgecolor="0.25", lw=1.0))
-    ax.text(x, y + 0.1, title, ha="center", va="center", fontsize=9)
-    ax.text(x, y - 0.17, shape, ha="center", va="center", fontsize=8.5, family="monospace", color="0.15")
+    ax.text(x, y + 0.12, title, ha="center", va="center", fontsize=10)
+    ax.text(x, y - 0.17, shape, ha="center", va="center", fontsize=10, family="monospace", color="0.15")
 
 
 def _arrow(ax: plt.Axes, start: tuple[float, float], end: tuple[float, float], text: str = "",
@@ -279,7 +279,7 @@ def _arrow(ax: plt.Axes, start: tuple[float, float], end: tuple[float, float], t
     ax.annotate("", end, start, arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 1.1, "shrinkA": 0, "shrinkB": 0})
     if text:
         mid = ((start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1])
-        ax.text(*mid, text, ha="center", va="bottom", fontsize=7.5, color="0.3")
+        ax.text(*mid, text, ha="center", va="bottom", fontsize=9, color="0.3")
 
 
 def plot_architecture(config: Any = None, ax: plt.Axes | None = None) -> plt.Figure:
@@ -298,10 +298,10 @@ def plot_architecture(config: Any = None, ax: plt.Axes | None = None) -> plt.Fig
                      config.latent_dim)
     attention = config.conditioning == "attention"
     if ax is None:
-        fig, ax = plt.subplots(figsize=(11.0, 4.6))
+        fig, ax = plt.subplots(figsize=(13.0, 4.8))
     else:
         fig = ax.figure
-    cols, (top, mid, bottom) = (0.9, 3.1, 5.4, 7.7, 9.9), (2.4, 1.2, 0.0)
+    cols, (top, mid, bottom) = (1.0, 3.55, 6.1, 8.65, 11.2), (2.4, 1.2, 0.0)
     enc, cond, dec, lat = "#DCEAF7", "#F9E3C4", "#D9F0E3", "#EDE3F5"
     mix_title = "cross-attention" if attention else "concatenate [h, C]"
     mix_shape = f"(B, {H})" if attention else f"(B, {H + E})"
@@ -316,7 +316,7 @@ def plot_architecture(config: Any = None, ax: plt.Axes | None = None) -> plt.Fig
     _box(ax, (cols[2], bottom), f"decoder {mix_title}", mix_shape, dec)
     _box(ax, (cols[0], bottom), r"$\hat{x}$ = sigmoid(W a + b)" if config.output == "sigmoid" else r"$\hat{x}$ = W a + b",
          f"(B, {F})", dec)
-    half = 1.75 / 2
+    half = 2.0 / 2
     _arrow(ax, (cols[0] + half, top), (cols[1] - half, top), "Dense")
     _arrow(ax, (cols[1] + half, top), (cols[2] - half, top), "query" if attention else "")
     _arrow(ax, (cols[2] + half, top), (cols[3] - half, top), "2 x Dense")
@@ -328,12 +328,12 @@ def plot_architecture(config: Any = None, ax: plt.Axes | None = None) -> plt.Fig
     tokens = f"key, value: {E} tokens of size 1" if attention else "concatenated"
     _arrow(ax, (cols[1] + half, mid + 0.15), (cols[2] - 0.3, top - 0.36))
     _arrow(ax, (cols[1] + half, mid - 0.15), (cols[2] - 0.3, bottom + 0.36))
-    ax.text(cols[1] + half + 0.1, mid, tokens, ha="left", va="center", fontsize=7.5, color="0.3")
+    ax.text(cols[1] + half + 0.1, mid, tokens, ha="left", va="center", fontsize=9, color="0.3")
     ax.text(cols[3] + 0.15, mid, "to generate: draw\n" + r"$z \sim \mathcal{N}(0, I)$" + f", (B, {L}),\nat a new c",
-            ha="center", va="center", fontsize=8, color="0.3", style="italic")
-    ax.set_xlim(-0.1, 10.9)
+            ha="center", va="center", fontsize=9, color="0.3", style="italic")
+    ax.set_xlim(-0.1, 12.3)
     ax.set_ylim(-0.6, 3.0)
     ax.axis("off")
     ax.set_title(f"The CVAE ({'paper: cross-attention' if attention else 'ablation: concatenation'}); B = batch size",
-                 fontsize=10)
+                 fontsize=11)
     return fig

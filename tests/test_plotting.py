@@ -99,3 +99,21 @@ def test_plot_pulse_sequence_on_a_real_battery(data_dir):
         assert np.isclose(np.nanmax(line.get_ydata()), values.max())
     finally:
         plt.close(fig)
+
+
+def test_architecture_figure_reads_every_shape_from_the_config():
+    from battgen.model import CVAEConfig
+
+    # h_enc, C, h_dec and the two attention outputs are (B, 64); concatenation makes (B, 64 + 64) twice
+    for config, mixed, n in ((CVAEConfig(), "(B, 64)", 5), (CVAEConfig(conditioning="concat", latent_dim=3), "(B, 128)", 2)):
+        fig = plotting.plot_architecture(config)
+        try:
+            texts = [t.get_text() for t in fig.axes[0].texts]
+            assert texts.count(f"(B, {config.feature_dim})") == 2  # x and x_hat
+            assert f"(B, {config.latent_dim})" in texts and f"(B, {config.condition_dim})" in texts
+            assert texts.count(mixed) == n
+            assert not fig.axes[0].axison
+        finally:
+            plt.close(fig)
+    assert "concatenation" in plotting.plot_architecture(CVAEConfig(conditioning="concat")).axes[0].get_title()
+    plt.close("all")
