@@ -178,7 +178,7 @@ table(design_table, "Cost of one SOC level per battery design (defaults)", digit
 # %% tags=["hide-input"]
 param_table = params.table()
 table(param_table[["parameter", "value", "unit", "kind", "low", "high", "source"]],
-      "Every parameter of the economic model, with its unit, range and source", digits=4)
+      "Every parameter of the economic model, with its unit, range and source", formats={"value": "{:g}"})
 
 # %% tags=["hide-input"]
 per_level = ec.cost_per_level(params.mean_capacity, params, level)

@@ -521,3 +521,14 @@ def test_make_notebooks_under_mplbackend_agg_still_draws_every_figure(tmp_path, 
     assert len(drawing_cells(nb)) >= 5
     assert figure_count(nb) >= len(drawing_cells(nb))
     assert "executed in" in done.stdout
+
+
+def test_table_helper_lets_prose_columns_wrap():
+    import pandas as pd
+
+    from battgen.book import table
+
+    html = table(pd.DataFrame({"a": [1.0], "source": ["a long sentence that names where a number comes from, " * 2]}),
+                 "c")._repr_html_()
+    assert "white-space: normal" in html
+    assert "white-space" not in table(pd.DataFrame({"a": [1.0], "b": ["short"]}), "c")._repr_html_()

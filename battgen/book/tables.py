@@ -26,10 +26,16 @@ class Table:
 
     def styler(self):
         """The pandas ``Styler`` behind the HTML (deterministic ids, so that re-executions give the same page)."""
+        import pandas as pd
+
         # one format call: columns without an entry in ``formats`` get ``digits`` decimals
         styler = self.frame.style.format(self.formats or None, precision=self.digits, thousands=",", na_rep="-")
         if not self.index:
             styler = styler.hide(axis="index")
+        long_text = [c for c in self.frame.columns if not pd.api.types.is_numeric_dtype(self.frame[c])
+                     and self.frame[c].astype(str).str.len().max() > 40]
+        if long_text:  # prose columns wrap (cells stay on one line otherwise, and the box scrolls)
+            styler = styler.set_properties(subset=long_text, **{"white-space": "normal", "min-width": "22em"})
         key = hashlib.sha1(f"{self.caption}|{list(self.frame.columns)}|{self.frame.shape}".encode()).hexdigest()[:10]
         return styler.set_caption(self.caption).set_uuid(key)
 
