@@ -1,4 +1,4 @@
-"""The ``battgen`` command line: a thin shell over the package API.
+"""The battgen command line: a thin shell over the package API.
 
 Every command checks its options and its output location before any work. Outputs are written
 atomically (complete or absent, never half-written) with ordinary permissions (as created under
@@ -109,13 +109,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
     keep = set()  # destination files that already are the published ones
     if args.dest:
-        check_output(args.dest, folder=True)
+        check_output(args.dest, folder=True, option="--dest")
         for key, entry in REGISTRY.items():
             target = Path(args.dest) / key
             if target.is_file() and sha256(target) == entry.sha256:
                 keep.add(key)
             else:
-                check_output(target, force=args.force)
+                check_output(target, force=args.force, option="--dest")
     for key in REGISTRY:
         path = fetch(key, args.data_dir)
         if args.dest:
@@ -129,18 +129,20 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from battgen.data import BATTERIES
-    from battgen.evaluation.paper import ExperimentConfig, run_grid, summarize, write_results
     from battgen.io import check_output
-    from battgen.train import TrainConfig
 
     batteries = list(BATTERIES) if "all" in args.battery else list(dict.fromkeys(args.battery))
-    inputs = _pulsebat_inputs([BATTERIES[b].files[args.pulse_width] for b in batteries], args.data_dir)
-    check_output(args.out, folder=True)
+    inputs = {p: "a PulseBat file read" for p in _pulsebat_inputs([BATTERIES[b].files[args.pulse_width] for b in batteries],
+                                                                   args.data_dir)}
+    check_output(args.out, folder=True, option="--out")
     for name in RESULT_FILES:
-        check_output(Path(args.out) / name, inputs=inputs, force=args.force)
+        check_output(Path(args.out) / name, inputs=inputs, force=args.force, option="--out")
+    import pandas as pd
+
+    from battgen.evaluation.paper import ExperimentConfig, run_grid, summarize, write_results
+    from battgen.train import TrainConfig
+
     cfg = ExperimentConfig(batteries=batteries, pulse_width_s=args.pulse_width, cases=sorted(set(args.cases)),
                            seeds=list(dict.fromkeys(args.seeds)), train=TrainConfig(epochs=args.epochs),
                            data_dir=args.data_dir, progress=_progress(args))
@@ -166,7 +168,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder; expected a workstep .xlsx file or a folder of them")
     inputs = [source] if source.is_file() else sorted(source.glob("*.xlsx"))
-    check_output(args.out, inputs=inputs, force=args.force)
+    check_output(args.out, inputs={p: "a workstep file read" for p in inputs}, force=args.force, option="--out")
     socs = list(dict.fromkeys(args.soc))
     with warnings.catch_warnings():  # the report below says the same, once
         warnings.simplefilter("ignore", ExtractionWarning)
@@ -176,7 +178,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             df = extract_dir(source, socs, args.pulse_width, progress=_progress(args))
     report = df.attrs.get("report", [])
     found = set(np.rint(df["soc"].to_numpy(float) * 100).astype(int).tolist())
-    absent = [s for s in socs if s not in found]
+    # a level no file holds is an error; one whose pulses were damaged in some file is a note (and dropped)
+    absent = [s for s in socs if s not in found and (df.empty or not any(f"SOC {s} % dropped" in r for r in report))]
     if absent:
         why = [line for line in report if any(f"SOC {s} %" in line for s in absent)] or report
         more = f"; and {len(why) - 1} more note(s)" if len(why) > 1 else ""
@@ -217,22 +220,29 @@ def _training_rows(args: argparse.Namespace):
     return df[np.isin(socs, levels)], source
 
 
+def _default_generator() -> str:
+    from battgen.estimator import SOHEstimator
+
+    return SOHEstimator().generator
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from battgen.data import BATTERIES
-    from battgen.estimator import SOHEstimator
     from battgen.io import check_output
 
-    inputs = [args.data] if args.data else _pulsebat_inputs([BATTERIES[args.battery].files[args.pulse_width]], args.data_dir)
-    check_output(args.out, inputs=inputs, force=args.force)
-    generator = args.generator or SOHEstimator().generator
+    inputs = {args.data: "the training data (--data)"} if args.data else {
+        p: "the PulseBat file read" for p in _pulsebat_inputs([BATTERIES[args.battery].files[args.pulse_width]], args.data_dir)}
+    check_output(args.out, inputs=inputs, force=args.force, option="--out")
     levels = sorted(set(args.soc))
-    if len(levels) < 2 and generator != "none":
-        raise ValueError(f"--soc {levels[0]}: one measured SOC level; generator {generator!r} needs at least two to learn "
-                         f"how the pulses change with SOC (measure another level, or pass --generator none to train on "
-                         f"{levels[0]} % only)")
+    if len(levels) < 2 and args.generator != "none":
+        raise ValueError(f"--soc {levels[0]}: one measured SOC level; generator {args.generator or _default_generator()!r} "
+                         f"needs at least two to learn how the pulses change with SOC (measure another level, or pass "
+                         f"--generator none to train on {levels[0]} % only)")
     t0 = time.perf_counter()
-    df, source = _training_rows(args)
-    est = SOHEstimator(generator=generator, epochs=args.epochs, random_state=args.seed)
+    df, source = _training_rows(args)  # before torch is imported: a bad file is reported at once
+    from battgen.estimator import SOHEstimator
+
+    est = SOHEstimator(generator=args.generator or _default_generator(), epochs=args.epochs, random_state=args.seed)
     est.info_ = {"trained_on": source}
     est.fit(df, progress=_progress(args))
     est.save(args.out)
@@ -245,10 +255,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from battgen.data import FEATURES
-    from battgen.estimator import SOHEstimator, declared_mismatches, read_pulses, refuse_declared
-    from battgen.io import check_output, write_table
+    from battgen.io import check_output, read_table, write_table
 
-    check_output(args.out, inputs=[args.pulses, args.model], force=args.force)
+    check_output(args.out, inputs={args.pulses: "the pulses file read", args.model: "the model (--model)"},
+                 force=args.force, option="--out")
+    read_table(args.pulses, "pulse voltages U1..U21")  # unreadable: said before the model loads (torch, forest refit)
+    from battgen.estimator import SOHEstimator, declared_mismatches, read_pulses, refuse_declared
+
     est = SOHEstimator.load(args.model)
     ids, X = read_pulses(args.pulses, id_column=args.id_column)
     if not args.ignore_declared:
@@ -305,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("extract-features", "extract U1..Un from workstep-layer files (one file, or a folder of them)")
     p.add_argument("workstep", metavar="WORKSTEP", help="a workstep .xlsx file or a folder of them")
     p.add_argument("--soc", type=_WORKSTEP_SOC, nargs="+", default=list(ALL_SOC),
-                   help="SOC levels in %% (each must yield rows, else nothing is written)")
+                   help="SOC levels in %% (a level that no file holds is an error and nothing is written; a "
+                        "level dropped from a file for damaged steps is a note)")
     p.add_argument("--pulse-width", type=_workstep_width, default=5.0, help="pulse width in s (default 5)")
     p.add_argument("--out", required=True, help="CSV (or .json) to write")
     force(p, "--out")

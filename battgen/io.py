@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 
@@ -95,43 +95,50 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), force: bool = False,
-                 folder: bool = False) -> Path:
+def check_output(path: str | os.PathLike, *, inputs: Mapping[str | os.PathLike, str] | Iterable[str | os.PathLike] = (),
+                 force: bool = False, folder: bool = False, option: str = "") -> Path:
     """Check, before any work, that ``path`` can and may be written; raise :class:`OutputError` if not.
 
     Refused: a path that is one of ``inputs`` (even with ``force``: an input is never
-    overwritten), an existing file unless ``force`` (an earlier output is kept unless asked),
-    an existing folder where a file is wanted (or a file where a ``folder`` is wanted), anything
-    that is not a regular file, a path below a regular file, and a place that cannot be written
-    (tried by creating and removing a temporary file in the nearest existing folder).
+    overwritten; a mapping gives each input's role for the message), an existing file unless
+    ``force`` (an earlier output is kept unless asked), an existing folder where a file is
+    wanted (or a file where a ``folder`` is wanted), anything that is not a regular file, a path
+    below a regular file, and a place that cannot be written: the nearest existing folder must
+    have a write bit (a folder nobody may write to is read-only by intent, also for root) and a
+    temporary file must be creatable there. Messages start with ``option`` and the path.
     """
     path = Path(path)
+    label = f"{option} {path}" if option else str(path)
     if folder:
         if path.exists() and not path.is_dir():
-            raise OutputError(f"{path}: exists and is not a folder; expected a folder to write the results into")
+            raise OutputError(f"{label}: exists and is not a folder; expected a folder to write the results into")
     elif path.is_dir():
-        raise OutputError(f"{path}: is a folder; expected the name of a file to write")
-    elif path.exists() or path.is_symlink():
-        if not path.is_file():
-            raise OutputError(f"{path}: exists and is not a regular file; it is not replaced")
-    for source in inputs:
+        raise OutputError(f"{label}: is a folder; expected the name of a file to write")
+    elif (path.exists() or path.is_symlink()) and not path.is_file():
+        raise OutputError(f"{label}: exists and is not a regular file; it is not replaced")
+    roles = inputs if isinstance(inputs, Mapping) else {source: "an input" for source in inputs}
+    for source, role in roles.items():
         if _same_file(path, Path(source)):
-            raise OutputError(f"{path}: is an input of this command ({source}); write the output to another file")
+            raise OutputError(f"{label}: is {role} of this command; an input is never overwritten: write the output "
+                              "to another file")
     if not folder and path.exists() and not force:
-        raise OutputError(f"{path}: exists; it is not replaced unless you pass --force")
+        raise OutputError(f"{label}: exists; it is not replaced unless you pass --force")
     ancestor = path if folder else path.parent
     while not ancestor.exists():
         if ancestor.is_symlink():
-            raise OutputError(f"{path}: cannot be created: {ancestor} is a broken symbolic link")
+            raise OutputError(f"{label}: cannot be created: {ancestor} is a broken symbolic link")
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise OutputError(f"{path}: cannot be created: {ancestor} is a file, not a folder")
+        raise OutputError(f"{label}: cannot be created: {ancestor} is a file, not a folder")
+    mode = ancestor.stat().st_mode
+    if not mode & 0o222:  # no write bit for anyone: read-only by intent, even for root (who may write anyway)
+        raise OutputError(f"{label}: cannot write in {ancestor} (a read-only folder, mode {mode & 0o777:04o})")
     try:
         fd, probe = tempfile.mkstemp(prefix=".battgen-probe-", dir=ancestor)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {ancestor} ({exc.strerror or exc})") from exc
+        raise OutputError(f"{label}: cannot write in {ancestor} ({exc.strerror or exc})") from exc
     return path
 
 
@@ -164,7 +171,7 @@ def read_table(path: str | os.PathLike, what: str = "table") -> pd.DataFrame:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+        raise ValueError(f"{path}: is not UTF-8 text (byte {raw[exc.start]:#04x} on line {raw[:exc.start].count(10) + 1}); "
                          f"expected a CSV file ({what}); save it as CSV UTF-8") from exc
     if "\x00" in text:
         raise ValueError(f"{path}: is a binary file, not a CSV file ({what})")

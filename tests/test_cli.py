@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from battgen.cli import main
+from battgen.cli import RESULT_FILES, main
 
 
 def test_fetch_verifies_every_file(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,6 +23,11 @@ def test_reproduce_prints_the_summary_and_writes_results(data_dir: Path, tmp_pat
     out = capsys.readouterr().out
     assert "Mean MAPE (%)" in out and "phase2_authors_shift" in out and "LFP35" in out
     assert len(pd.read_csv(tmp_path / "results.csv")) == 2 * 4 + 6 * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(RESULT_FILES)  # the files checked before the run
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["reproduce", "--battery", "LFP35", "--out", str(tmp_path), "--data-dir", str(data_dir)]) == 2
+    assert "results.csv: exists; it is not replaced unless you pass --force" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_bad_battery_is_a_clear_error(tmp_path: Path, capsys) -> None:

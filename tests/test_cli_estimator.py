@@ -70,6 +70,9 @@ def test_estimate_refuses_bad_input_naming_the_row(model: Path, data_dir: Path, 
     assert not (tmp_path / "soh.csv").exists()
 
 
-def test_estimate_with_a_missing_model(tmp_path: Path, capsys) -> None:
+def test_estimate_with_a_missing_model_or_pulses_file(data_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(["estimate", "--model", str(tmp_path / "nope.pt"), "x.csv", "--out", str(tmp_path / "o.csv")]) == 2
-    assert "no such model file" in capsys.readouterr().err
+    assert capsys.readouterr().err == "battgen estimate: error: x.csv: no such file\n"  # read before the model
+    load_pulsebat("NMC21", data_dir=data_dir).head(2).to_csv(tmp_path / "x.csv", index=False)
+    assert main(["estimate", "--model", str(tmp_path / "nope.pt"), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "nope.pt: no such model file" in capsys.readouterr().err

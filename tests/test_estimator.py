@@ -102,10 +102,10 @@ def test_save_load_predicts_identically(fitted, data, tmp_path: Path, gen: str) 
 
 def _resave(payload: dict, path: Path, digest: bool = True) -> Path:
     """Write a crafted payload; with ``digest`` its sha256 is recomputed (a deliberate, consistent edit)."""
-    from battgen.estimator import _digest
+    import battgen.estimator as module
 
     if digest:
-        payload["sha256"] = _digest(payload)
+        payload["sha256"] = getattr(module, "persistence", module)._digest(payload)  # a module or a package
     torch.save(payload, path)
     return path
 

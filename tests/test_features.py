@@ -271,6 +271,40 @@ def test_damaged_step_drops_its_soc_level(tmp_path, lmo_rows, lmo_golden, damage
         assert any("soc_measured is NaN" in w for w in warned)
 
 
+def _blank(rows, loop, step, value=None):
+    """Blank the step's row (every cell ``value``), as a tester export that lost the step leaves it."""
+    out = [list(r) for r in rows]
+    i = find_row(rows, loop, step)
+    out[i] = [value] * len(rows[0])
+    return out, i + 1  # the rows and the blanked sheet row
+
+
+@pytest.mark.parametrize("value", [None, " "])
+def test_blank_row_of_a_0_5s_pulse_loses_only_0_5s_features(tmp_path, lmo_rows, lmo_golden, value):
+    # SOC 15 % (loop 3): program step 109 is the rest after the +0.5 C pulse of the 0.5 s group
+    rows, sheet_row = _blank(lmo_rows[:SHORT], 3, 109, value)
+    path = write_sheet(tmp_path / Path(LMO).name, rows)
+    df, warned = extract_quiet(path, socs=SHORT_SOCS)  # 5 s: every pulse is complete
+    np.testing.assert_array_equal(df[U21].to_numpy(), lmo_golden[U21].to_numpy()[:5])
+    assert f"{path.name}: row {sheet_row} is blank and skipped" in warned
+    assert not any("dropped" in w for w in warned)
+    assert df["soc_measured"].iloc[:2].notna().all() and df["soc_measured"].iloc[2:].isna().all()  # its charge is lost
+    df, warned = extract_quiet(path, socs=SHORT_SOCS, pulse_width_s=0.5)  # 0.5 s: SOC 15 % lacks a step
+    assert list(df["soc"]) == [0.05, 0.1, 0.2, 0.25]
+    assert (f"{path.name}: SOC 15 % dropped: program step 109 (rest after +0.5 C pulse (0.5 s)) is missing after row "
+            f"{sheet_row - 1} (row {sheet_row} is blank)") in warned
+
+
+def test_blank_row_of_a_5s_pulse_drops_that_level(tmp_path, lmo_rows, lmo_golden):
+    rows, sheet_row = _blank(lmo_rows[:SHORT], 3, 190)
+    df, warned = extract_quiet(write_sheet(tmp_path / Path(LMO).name, rows), socs=SHORT_SOCS)
+    assert list(df["soc"]) == [0.05, 0.1, 0.2, 0.25]
+    assert any(f"SOC 15 % dropped: program step 190 (-0.5 C pulse (5 s)) is missing after row {sheet_row - 1} "
+               f"(row {sheet_row} is blank)" in w for w in warned)
+    kept = lmo_golden[lmo_golden["SOC"].isin([5, 10, 20, 25])]
+    np.testing.assert_array_equal(df[U21].to_numpy(), kept[U21].to_numpy())
+
+
 def test_test_stopped_early(tmp_path, lmo_rows, lmo_golden):
     # the test ends in SOC loop 4 (20 %) right after the rest that gives U20, U21 of the 5 s group
     cut = find_row(lmo_rows, 4, 197)

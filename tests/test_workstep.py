@@ -129,3 +129,18 @@ def test_repeated_step_is_an_economics_error(tmp_path, lmo_rows):
 def test_unknown_extra_column_is_refused(lmo_path):
     with pytest.raises(ValueError, match=r"unknown workstep column\(s\) \['energy'\]"):
         read_workstep(lmo_path, extra=("energy",))
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_blank_rows_are_skipped_and_listed(tmp_path, lmo_rows, value):
+    rows = [list(r) for r in lmo_rows]
+    rows[100] = [value] * len(rows[0])  # sheet row 101, between steps
+    rows.append([value] * len(rows[0]))  # a trailing blank row: not worth a mention
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("Sheet1")
+    for r in rows:
+        ws.append(r)
+    wb.save(tmp_path / Path(LMO).name)
+    df = read_workstep(tmp_path / Path(LMO).name)
+    assert len(df) == SHORT - 2 and 101 not in set(df["sheet_row"])
+    assert df.attrs["blank_rows"] == [101]
