@@ -107,15 +107,14 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from battgen.data import REGISTRY, fetch, sha256
     from battgen.io import atomic_path, check_output
 
-    keep = set()  # destination files that already are the published ones
+    keep = set()  # destination files that already are the published ones: nothing to write for them
     if args.dest:
-        check_output(args.dest, folder=True, option="--dest")
-        for key, entry in REGISTRY.items():
-            target = Path(args.dest) / key
-            if target.is_file() and sha256(target) == entry.sha256:
-                keep.add(key)
-            else:
-                check_output(target, force=args.force, option="--dest")
+        keep = {key for key, entry in REGISTRY.items()
+                if (Path(args.dest) / key).is_file() and sha256(Path(args.dest) / key) == entry.sha256}
+        if len(keep) < len(REGISTRY):
+            check_output(args.dest, folder=True, option="--dest")
+        for key in set(REGISTRY) - keep:
+            check_output(Path(args.dest) / key, force=args.force, option="--dest")
     for key in REGISTRY:
         path = fetch(key, args.data_dir)
         if args.dest:

@@ -246,6 +246,20 @@ def test_4_every_command_checks_every_kind_in_process(trained, pulses, work, dat
     assert state(work) == before
 
 
+def test_4_train_and_extract_features_never_write_over_their_inputs(work, data_dir, lfp, capsys) -> None:
+    lfp.head(30).to_csv(work / "train_rows.csv", index=False)
+    (work / "ws4").mkdir()
+    shutil.copyfile(data_dir / "workstep" / LMO_WS, work / "ws4" / LMO_WS)
+    before = state(work)
+    for args, role in [(("train", "--data", work / "train_rows.csv", "--soc", 5, 10, "--out", work / "train_rows.csv"),
+                        "is the training data (--data) of this command"),
+                       (("extract-features", work / "ws4", "--out", work / "ws4" / LMO_WS), "is a workstep file read"),
+                       (("extract-features", work / "ws4" / LMO_WS, "--out", work / "ws4" / LMO_WS), "is a workstep file")]:
+        rc, line = in_process(capsys, *args, "--force")
+        assert rc == 2 and f"--out {args[-1]}: {role}" in line and "an input is never overwritten" in line
+    assert state(work) == before
+
+
 # --------------------------------------------------------------------------- 5. integrity of model files
 
 
@@ -407,3 +421,43 @@ def test_9_blank_row_in_a_5s_pulse_drops_that_level_only(blanked, work, data_dir
     assert list(pd.read_csv(work / "blank5.csv")["soc"]) == [0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
     assert (f"battgen extract-features: note: {LMO_WS}: SOC 15 % dropped: program step 190 (-0.5 C pulse (5 s)) is "
             "missing after row 594 (row 595 is blank)") in run.err.splitlines()
+
+
+# --------------------------------------------------------------------------- every command, every error path
+
+
+def test_fetch_dest_copies_keeps_identical_files_and_needs_force_for_others(data_dir, tmp_path, capsys) -> None:
+    from battgen.data import REGISTRY
+
+    dest = tmp_path / "mirror"
+    assert main(["fetch", "--data-dir", str(data_dir), "--dest", str(dest)]) == 0
+    copies = sorted(p for p in dest.rglob("*") if p.is_file())
+    assert len(copies) == len(REGISTRY) and all(p.stat().st_mode & 0o777 == 0o666 & ~_umask() for p in copies)
+    assert main(["fetch", "--data-dir", str(data_dir), "--dest", str(dest)]) == 0  # identical: kept, not an error
+    copies[0].write_bytes(b"edited")
+    capsys.readouterr()
+    rc, line = in_process(capsys, "fetch", "--data-dir", data_dir, "--dest", dest)
+    assert rc == 2 and line == f"battgen fetch: error: --dest {copies[0]}: exists; it is not replaced unless you pass --force"
+    assert copies[0].read_bytes() == b"edited"
+    assert main(["fetch", "--data-dir", str(data_dir), "--dest", str(dest), "--force"]) == 0
+    assert copies[0].read_bytes() == (data_dir / copies[0].relative_to(dest)).read_bytes()
+    assert main(["fetch", "--data-dir", str(data_dir), "--dest", str(data_dir)]) == 0  # the source itself: nothing to do
+
+
+def test_train_data_file_is_read_with_one_line_errors(work, data_dir, capsys) -> None:
+    (work / "semi_train.csv").write_text("U1;U2;soc;soh\n3,7;3,8;0,05;0,9\n")
+    rc, line = in_process(capsys, "train", "--data", work / "semi_train.csv", "--soc", 5, 25, "--out", work / "m8.pt")
+    assert rc == 2 and "semi_train.csv: columns are separated by semicolons (;), not commas" in line
+    assert not (work / "m8.pt").exists()
+
+
+def test_debug_shows_the_traceback_and_unexpected_errors_stay_one_line(work, data_dir, capsys, monkeypatch) -> None:
+    assert main(["estimate", "--model", "m.pt", str(work / "nope.csv"), "--out", str(work / "o.csv"), "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.splitlines()[-1] == f"battgen estimate: error: {work / 'nope.csv'}: no such file"
+    import battgen.io
+
+    monkeypatch.setattr(battgen.io, "read_table", lambda *a, **k: None + 1)  # a bug, not bad input
+    rc, line = in_process(capsys, "estimate", "--model", "m.pt", work / "nope.csv", "--out", work / "o.csv")
+    assert rc == 2 and line.startswith("battgen estimate: error: unexpected TypeError: unsupported operand")
+    assert line.endswith("(run again with --debug to see where)")
