@@ -216,7 +216,9 @@ def test_bad_input_names_the_row(fitted, data) -> None:
     nan.loc[0, "U21"] = np.nan
     with pytest.raises(ValueError, match=r"'U21', row 2.*NaN"):
         check_pulses(nan)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted"):  # scikit-learn's convention (a ValueError)
         SOHEstimator().predict(X)
     with pytest.raises(ValueError, match="generator must be one of"):
         SOHEstimator(generator="gan").fit(data[0])

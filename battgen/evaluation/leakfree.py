@@ -216,7 +216,7 @@ def run_estimator_benchmark(
                 train, test = df[~held_out & measured], df[held_out]
                 for gen in generators:
                     plan.append((b, fold, gen, train, test))
-                    estimators.append(SOHEstimator(generator=gen, soc_levels=ALL_SOC, epochs=epochs,
+                    estimators.append(SOHEstimator(generator=gen, soc_levels=ALL_SOC, epochs=epochs, calibration_folds=0,
                                                    random_state=derive_seed(b, fold, seed, "estimator")))
                     data.append(train)
         rows: list[dict] = []

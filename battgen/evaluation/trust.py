@@ -1,0 +1,125 @@
+"""How far to trust an estimate: interval coverage and novelty alarms, measured on held-out batteries.
+
+:func:`run_trust_benchmark` fits :class:`battgen.estimator.SOHEstimator` on the training batteries
+of each grouped fold (measured at a few SOC levels) and asks it, for every pulse of the held-out
+batteries at all ten levels (SOC not given), for an estimate, a prediction interval and a novelty
+score. :func:`coverage_summary` says how often the interval held the true SOH and how wide it was,
+per battery type, SOC level or SOH tercile; the share of held-out pulses flagged as novel is the
+false-alarm rate. :func:`run_ood_matrix` trains on one design and scores the pulses of every other
+design (and the same design's 3 s pulses): the detection rate.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from battgen.data import BATTERIES, FEATURES, battery_type, load_pulsebat
+from battgen.evaluation.split import derive_seed, grouped_folds
+from battgen.protocol import soc_percent
+
+__all__ = ["TRUST_COLUMNS", "run_trust_benchmark", "soh_terciles", "coverage_summary", "run_ood_matrix"]
+
+TRUST_COLUMNS = ["battery", "seed", "fold", "cell", "battery_id", "soc", "soh", "estimate", "lower", "upper",
+                 "novelty", "flagged"]
+
+
+def _frames(batteries: Sequence[str], pulse_width_s: int, frames: Mapping[str, pd.DataFrame] | None,
+            data_dir: str | None) -> dict[str, pd.DataFrame]:
+    keys = [battery_type(b).key for b in batteries]
+    return {b: frames[b] if frames is not None and b in frames else load_pulsebat(b, pulse_width_s, data_dir=data_dir)
+            for b in keys}
+
+
+def run_trust_benchmark(
+    batteries: Sequence[str] = tuple(BATTERIES),
+    measured_soc: Sequence[int] = (5, 25, 50),
+    seeds: Sequence[int] = (0,),
+    n_folds: int = 3,
+    generator: str = "interpolation",
+    epochs: int = 50,
+    coverage: float = 0.9,
+    *,
+    group: str = "cell",
+    frames: Mapping[str, pd.DataFrame] | None = None,
+    data_dir: str | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per held-out pulse (:data:`TRUST_COLUMNS`): estimate, ``coverage`` interval, novelty.
+
+    The folds and the estimators' ``random_state`` are those of
+    :func:`battgen.evaluation.leakfree.run_estimator_benchmark`, so the estimates are the same.
+    """
+    from battgen.estimator import SOHEstimator, fit_estimators
+
+    frames = _frames(batteries, 5, frames, data_dir)
+    plan, estimators, data = [], [], []
+    for seed in seeds:
+        for b, df in frames.items():
+            measured = np.isin(soc_percent(df), list(measured_soc))
+            for fold, held_out in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(b, seed, "folds"))):
+                plan.append((b, seed, fold, df[held_out]))
+                estimators.append(SOHEstimator(generator=generator, epochs=epochs,
+                                               random_state=derive_seed(b, fold, seed, "estimator")))
+                data.append(df[~held_out & measured])
+    parts = []
+    for (b, seed, fold, test), est in zip(plan, fit_estimators(estimators, data, progress=progress)):
+        estimate, lower, upper = est.predict(test[FEATURES], interval=coverage)
+        novelty = est.novelty_score(test[FEATURES])
+        parts.append(pd.DataFrame({
+            "battery": b, "seed": seed, "fold": fold, "cell": test[group].to_numpy(), "battery_id": test["battery_id"].to_numpy(),
+            "soc": soc_percent(test), "soh": test["soh"].to_numpy(), "estimate": estimate, "lower": lower, "upper": upper,
+            "novelty": novelty, "flagged": novelty > est.novelty_threshold_}))
+    return pd.concat(parts, ignore_index=True)[TRUST_COLUMNS]
+
+
+def soh_terciles(pulses: pd.DataFrame) -> pd.Series:
+    """``"low"``, ``"middle"`` or ``"high"`` SOH per row: terciles of the batteries' SOH within each type."""
+    per_battery = pulses.drop_duplicates(["battery", "battery_id"])[["battery", "battery_id", "soh"]]
+    per_battery = per_battery.assign(tercile=per_battery.groupby("battery")["soh"].transform(
+        lambda s: pd.qcut(s.rank(method="first"), 3, labels=["low", "middle", "high"]).astype(str)))
+    return pulses.merge(per_battery[["battery", "battery_id", "tercile"]], on=["battery", "battery_id"], how="left")["tercile"]
+
+
+def coverage_summary(pulses: pd.DataFrame, by: Sequence[str] = ("battery",)) -> pd.DataFrame:
+    """Per ``by`` group: the share of pulses whose interval holds the true SOH (``coverage``), the
+    mean interval width in SOH points (``width_pts``, 1 point = 1 % of nominal capacity), the
+    share flagged as novel (``flagged``), ``n`` pulses and ``n_batteries``."""
+    d = pulses.assign(_in=(pulses["soh"] >= pulses["lower"]) & (pulses["soh"] <= pulses["upper"]),
+                      _w=100.0 * (pulses["upper"] - pulses["lower"]))
+    out = d.groupby(list(by), sort=False).agg(coverage=("_in", "mean"), width_pts=("_w", "mean"),
+                                              flagged=("flagged", "mean"), n=("soh", "size"),
+                                              n_batteries=("cell", "nunique"))
+    return out.reset_index()
+
+
+def run_ood_matrix(
+    batteries: Sequence[str] = tuple(BATTERIES),
+    measured_soc: Sequence[int] = (5, 25, 50),
+    generator: str = "interpolation",
+    epochs: int = 50,
+    random_state: int = 0,
+    *,
+    frames: Mapping[str, pd.DataFrame] | None = None,
+    frames_3s: Mapping[str, pd.DataFrame] | None = None,
+    data_dir: str | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Share of pulses flagged as novel by an estimator trained on one design (all its batteries,
+    ``measured_soc`` levels), for the pulses of every other design at all levels and for the same
+    design's 3 s pulses. Columns: ``trained_on``, ``scored``, ``flagged``, ``n``."""
+    from battgen.estimator import SOHEstimator, fit_estimators
+
+    frames = _frames(batteries, 5, frames, data_dir)
+    frames_3s = _frames(batteries, 3, frames_3s, data_dir)
+    estimators = [SOHEstimator(generator=generator, epochs=epochs, random_state=random_state) for _ in frames]
+    data = [df[np.isin(soc_percent(df), list(measured_soc))] for df in frames.values()]
+    rows = []
+    for (a, _), est in zip(frames.items(), fit_estimators(estimators, data, progress=progress)):
+        targets = {b: df for b, df in frames.items() if b != a} | {f"{a} (3 s pulses)": frames_3s[a]}
+        for name, df in targets.items():
+            flagged = est.novelty_score(df[FEATURES]) > est.novelty_threshold_
+            rows.append({"trained_on": a, "scored": name, "flagged": float(flagged.mean()), "n": len(df)})
+    return pd.DataFrame(rows)
