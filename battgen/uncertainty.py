@@ -12,7 +12,8 @@ coverage on held-out batteries rather than trusting it.
 **Novelty** (:class:`NoveltyScore`): the distance of a standardised pulse (U1..U21) to its
 ``k``-th nearest training pulse. Its alarm threshold is set on the training batteries themselves:
 each battery is scored against all the others (grouped, so a battery never vouches for itself)
-and the threshold is the conformal quantile at ``1 - false_alarm``: a new battery of the same
+and the threshold is the conformal quantile at ``1 - false_alarm`` (the largest of them when
+there are fewer than ``1 / false_alarm``): a new battery of the same
 design is flagged with probability about ``false_alarm``; a pulse from another design, a
 different pulse width or a broken measurement lies far from every training pulse.
 """
@@ -25,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["conformal_quantile", "interval", "NoveltyScore"]
+__all__ = ["conformal_quantile", "interval", "pulse_shape", "NoveltyScore"]
 
 
 def conformal_quantile(scores: Sequence[float], coverage: float) -> float:
@@ -42,6 +43,14 @@ def interval(estimate: np.ndarray, scores: Sequence[float], coverage: float) -> 
     q = conformal_quantile(scores, coverage)
     estimate = np.asarray(estimate, dtype=float)
     return estimate - q, estimate + q
+
+
+def pulse_shape(X: np.ndarray) -> np.ndarray:
+    """U1 and the differences ``U_k - U1`` (k = 2..21), (n, 21): the rest voltage and the pulse's own
+    shape (its ohmic and polarisation drops), which differ between designs more than the raw
+    voltages do (different chemistries overlap in voltage)."""
+    X = np.asarray(X, dtype=float)
+    return np.hstack([X[:, :1], X[:, 1:] - X[:, :1]])
 
 
 @dataclass
@@ -69,6 +78,10 @@ class NoveltyScore:
             held_out.append(self._distance(self._standardise(X[groups == g]), others))
         self.calibration_ = np.concatenate(held_out) if held_out else np.zeros(0)
         self.threshold_ = conformal_quantile(self.calibration_, 1.0 - self.false_alarm)
+        if not np.isfinite(self.threshold_) and len(self.calibration_):
+            # fewer than 1 / false_alarm scores: the largest held-out score (a false-alarm rate of
+            # at most 1 / (n + 1) under exchangeability, instead of one that nothing could exceed)
+            self.threshold_ = float(np.max(self.calibration_))
         return self
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:

@@ -51,13 +51,13 @@ def test_fit_covers_all_levels_and_predicts_without_soc(fitted, data) -> None:
     assert pred.shape == (len(test),) and np.isfinite(pred).all()
     assert pred.min() >= train["soh"].min() - 1e-12 and pred.max() <= train["soh"].max() + 1e-12
     np.testing.assert_array_equal(est.predict(X.to_numpy()), pred)  # arrays work too
-    assert est.score(X, test["soh"]) < 0  # negative MAPE
+    assert est.score(X, test["soh"]) <= 1  # scikit-learn's R^2
 
 
 def test_fit_with_arrays_equals_fit_with_a_table(data, fitted) -> None:
     train, test = data
     est = SOHEstimator(generator="interpolation", random_state=3).fit(
-        train[FEATURES].to_numpy(), train["soh"].to_numpy(), soc=train["soc"].to_numpy(), groups=train["battery_id"].to_numpy())
+        train[FEATURES].to_numpy(), train["soh"].to_numpy(), soc=train["soc"].to_numpy(), battery_id=train["battery_id"].to_numpy())
     np.testing.assert_array_equal(est.predict(test[FEATURES]), fitted["interpolation"].predict(test[FEATURES]))
 
 

@@ -3,7 +3,7 @@
 :class:`SOHEstimator` is trained on pulses measured at a few SOC levels plus pulses generated at
 the other levels of 5-50 % SOC, and predicts SOH from U1..U21 alone, with a prediction interval
 and a novelty score if asked. It is a scikit-learn regressor (``clone``, ``cross_val_score`` with
-``groups=``, ``GridSearchCV`` and ``Pipeline`` work; parameters are stored unchanged by
+``groups=`` (the CV's batteries), ``GridSearchCV`` and ``Pipeline`` work; parameters are stored unchanged by
 ``__init__`` and validated by ``fit``). Generators (``generator=``):
 
 - ``"interpolation"`` (default): each training battery's pulses linearly interpolated (or
@@ -60,7 +60,7 @@ from battgen.evaluation.split import Split, derive_seed, estimator_split, groupe
 from battgen.interpolation import interpolate_features
 from battgen.protocol import ALL_SOC
 from battgen.soh import make_forest
-from battgen.uncertainty import NoveltyScore, interval as conformal_interval
+from battgen.uncertainty import NoveltyScore, interval as conformal_interval, pulse_shape
 
 __all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "fit_estimators", "read_pulses", "check_pulses",
            "declared_mismatches", "refuse_declared", "DECLARED", "CUSTOM"]
@@ -90,7 +90,8 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     false_alarm: share of a new same-design battery's pulses the novelty threshold lets through as novel.
     random_state: seeds the generator fit, the sampling, the forest and the calibration folds.
 
-    ``fit(X, y, soc=..., groups=...)`` takes U1..U21 in volts; plain feature matrices of another
+    ``score`` is scikit-learn's R^2 (for MAPE, ``scoring="neg_mean_absolute_percentage_error"``).
+    ``fit(X, y, soc=..., battery_id=...)`` takes U1..U21 in volts; plain feature matrices of another
     width are accepted as generic features (nothing can then be generated, since generation
     needs U1..U21 and SOC), so that scikit-learn's tooling can exercise the estimator.
     """
@@ -131,7 +132,7 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     def _split(self, df: pd.DataFrame) -> Split:
         return estimator_split(df, [int(s) for s in self.soc_levels], (int(self.random_state),), n_grid=self.n_grid)
 
-    def _measured(self, X, y=None, soc=None, groups=None) -> pd.DataFrame:
+    def _measured(self, X, y=None, soc=None, battery_id=None) -> pd.DataFrame:
         """The training rows as a battgen.data table (``generic_`` when they are not U1..U21 in volts)."""
         self._validate_params()
         if isinstance(X, pd.DataFrame) and y is None:
@@ -141,7 +142,8 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
                     raise ValueError(f"training data: column {col!r} is missing; pass a battgen.data table or fit(X, y, soc=...)")
         else:
             if y is None:
-                raise ValueError("SOHEstimator.fit needs the SOH labels y (or a table with a 'soh' column)")
+                raise ValueError("SOHEstimator requires y to be passed, but the target y is None "
+                                 "(pass the SOH labels, or a battgen.data table with a 'soh' column)")
             if isinstance(X, pd.DataFrame) and all(c in X.columns for c in FEATURES):
                 df = X.copy()
             else:
@@ -150,20 +152,22 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
                 arr = check_array(X, dtype=float, ensure_min_samples=2)
                 names = FEATURES if arr.shape[1] == len(FEATURES) else [f"x{i}" for i in range(arr.shape[1])]
                 df = pd.DataFrame(arr, columns=names)
-            y = np.asarray(y, dtype=float)
-            if y.ndim != 1 or len(y) != len(df) or not np.isfinite(y).all():
+            from sklearn.utils.validation import column_or_1d
+
+            y = column_or_1d(y, dtype=float, warn=True)
+            if len(y) != len(df) or not np.isfinite(y).all():
                 raise ValueError(f"y must be {len(df)} finite SOH values (one per row), got shape {y.shape}")
             df["soh"] = y
             if soc is not None:
                 df["soc"] = np.asarray(soc, dtype=float)
-            if groups is not None:
-                df["battery_id"] = np.asarray(groups)
+            if battery_id is not None:
+                df["battery_id"] = np.asarray(battery_id)
         self.generic_ = not all(c in df.columns for c in FEATURES)
         if not self.generic_:
             check_pulses(df, "training data")
         if "battery_id" not in df.columns:
             if self.generator in {"residual", "interpolation"} and "soc" in df.columns and not self.generic_:
-                raise ValueError(f"generator {self.generator!r} needs a battery_id column (or groups=) to interpolate per battery")
+                raise ValueError(f"generator {self.generator!r} needs a battery_id column (or fit(..., battery_id=...)) to interpolate per battery")
             df["battery_id"] = np.arange(len(df)).astype(str)
         return df.reset_index(drop=True)
 
@@ -187,24 +191,30 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         self.forest_ = make_forest(seed).fit(self.train_X_, self.train_y_)
         groups = df["cell"] if "cell" in df.columns else df["battery_id"]
         self.novelty_ = NoveltyScore(int(self.novelty_k), float(self.false_alarm)).fit(
-            self.train_X_[: len(df)], groups.to_numpy(), X_extra=self.train_X_[len(df):])
+            self._shape(self.train_X_[: len(df)]), groups.to_numpy(), X_extra=self._shape(self.train_X_[len(df):]))
         self.calibration_scores_ = np.zeros(0)
         return self
+
+    def _shape(self, X: np.ndarray) -> np.ndarray:
+        """What the novelty score compares: :func:`battgen.uncertainty.pulse_shape` of U1..U21."""
+        return np.asarray(X, dtype=float) if self.generic_ else pulse_shape(X)
 
     def _novelty_from(self, stored: dict) -> NoveltyScore:
         """The novelty score of a loaded model: refitted reference, stored threshold."""
         nov = NoveltyScore(int(self.novelty_k), float(self.false_alarm))
-        X = self.train_X_
+        X = self._shape(self.train_X_)
         nov.center_ = X[: self.n_measured_].mean(axis=0)
         nov.scale_ = np.where(X[: self.n_measured_].std(axis=0) > 0, X[: self.n_measured_].std(axis=0), 1.0)
         nov.reference_ = nov._standardise(X)
         nov.threshold_ = float(stored["threshold"])
         return nov
 
-    def fit(self, X, y=None, *, soc=None, groups=None, progress: bool | None = None) -> "SOHEstimator":
+    def fit(self, X, y=None, *, soc=None, battery_id=None, progress: bool | None = None) -> "SOHEstimator":
         """Fit on measured rows: a :mod:`battgen.data` table (U1..U21, ``soc``, ``soh``,
-        ``battery_id``, optionally ``cell``) or ``fit(X, y, soc=..., groups=...)`` with SOC as a fraction."""
-        return fit_estimators([self], [(X, y, soc, groups)], progress=progress)[0]
+        ``battery_id``, optionally ``cell``) or ``fit(X, y, soc=..., battery_id=...)`` with SOC as a
+        fraction and the tested battery of each row (scikit-learn slices both with the rows; the
+        name ``groups`` is left to the cross-validation splitters)."""
+        return fit_estimators([self], [(X, y, soc, battery_id)], progress=progress)[0]
 
     # ------------------------------------------------------------------ prediction
     def _input(self, X) -> np.ndarray:
@@ -241,17 +251,11 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     def novelty_score(self, X) -> np.ndarray:
         """How unlike the training pulses each row is (:class:`battgen.uncertainty.NoveltyScore`);
         above :attr:`novelty_threshold_` a row is flagged."""
-        return self.novelty_.score(self._input(X))
+        return self.novelty_.score(self._shape(self._input(X)))
 
     @property
     def novelty_threshold_(self) -> float:
         return self.novelty_.threshold_
-
-    def score(self, X, y) -> float:
-        """Negative MAPE (%), so that higher is better as scikit-learn expects."""
-        from battgen.soh import mape
-
-        return -mape(np.asarray(y, dtype=float), self.predict(X))[0]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -278,7 +282,7 @@ def _calibration_rows(df: pd.DataFrame, levels: Sequence[int]) -> pd.DataFrame:
 def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress: bool | None = None) -> list[SOHEstimator]:
     """Fit several estimators at once; their generators train as stacks (one per configuration).
 
-    ``data[i]`` is a :mod:`battgen.data` table or a tuple ``(X, y, soc, groups)``. Each
+    ``data[i]`` is a :mod:`battgen.data` table or a tuple ``(X, y, soc, battery_id)``. Each
     estimator with ``calibration_folds`` also fits one copy per fold on the other batteries (in
     the same stacks) and keeps the copies' absolute errors on the held-out batteries' pulses.
     """
@@ -294,7 +298,8 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
                                    "random_state": derive_seed(int(est.random_state), "calibration", fold)})
             plan.append((i, df[held_out]))
             copies.append(copy)
-            copy_frames.append(copy._measured(df[~held_out]))
+            copy.generic_ = est.generic_  # the rows were read and checked once, for the estimator itself
+            copy_frames.append(df[~held_out].reset_index(drop=True))
     everyone, all_frames = list(estimators) + copies, frames + copy_frames
     splits = [None if est.generic_ or "soc" not in df.columns else est._split(df) for est, df in zip(everyone, all_frames)]
     by_epochs: dict[int, list[int]] = {}
