@@ -532,3 +532,22 @@ def test_table_helper_lets_prose_columns_wrap():
                  "c")._repr_html_()
     assert "white-space: normal" in html
     assert "white-space" not in table(pd.DataFrame({"a": [1.0], "b": ["short"]}), "c")._repr_html_()
+
+
+def test_the_data_folder_of_the_environment_is_not_written_into_the_chapters(tmp_path, monkeypatch):
+    """$BATTGEN_DATA_DIR reaches the kernels through their environment: the parameters say None."""
+    import battgen.book.runner as runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "_execute", lambda chapter, parameters, *a: seen.setdefault(chapter.name, parameters) and True)
+    monkeypatch.setattr(runner, "data_fingerprint", lambda d: "data")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_x.py").write_text("# %% tags=[\"parameters\"]\nprofile = 'smoke'\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/01_x\n")
+    monkeypatch.setenv("BATTGEN_DATA_DIR", str(tmp_path / "data"))
+    assert runner.run_notebooks("smoke", root=tmp_path, jobs=1) == 0
+    assert seen["01_x"]["data_dir"] is None and seen["01_x"]["results_dir"] == "../../results/smoke"
+    seen.clear()
+    assert runner.run_notebooks("smoke", root=tmp_path, data_dir=str(tmp_path / "other"), force=True, jobs=1) == 0
+    assert seen["01_x"]["data_dir"] == "../../other"

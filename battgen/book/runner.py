@@ -6,7 +6,8 @@ the entries ``notebooks/<name>`` of the root ``_toc.yml``; each one's source is 
 py:percent file ``notebooks/<name>.py`` and its executed copy, which the book renders, is
 ``book/notebooks/<name>.ipynb``. A chapter is executed with papermill (parameters ``profile``,
 ``seeds``, ``data_dir``, ``results_dir``, ``progress``; the seeds come from
-:mod:`battgen.book.profiles`; the paths relative to the kernel's folder ``book/notebooks/``) only
+:mod:`battgen.book.profiles`; ``data_dir`` is None when the folder comes from ``$BATTGEN_DATA_DIR``,
+which the kernels inherit; paths are relative to the kernel's folder ``book/notebooks/``) only
 when it is stale: when no executed copy exists, or when the fingerprint stored in the executed
 copy's metadata differs from the current one, which covers the chapter's source, the battgen
 package source, the data files and the parameters.
@@ -344,11 +345,15 @@ def run_notebooks(
 ) -> int:
     """Execute the stale chapters, ``jobs`` at a time; return 0 if every chapter is executed and fresh, 1 otherwise."""
     root = find_root(root)
-    data_dir = data_dir if data_dir is not None else os.environ.get("BATTGEN_DATA_DIR") or None
+    from_env = os.environ.get("BATTGEN_DATA_DIR") or None
+    data_dir = data_dir if data_dir is not None else from_env
     if data_dir:
         data_dir = str(Path(data_dir).expanduser().resolve())
+    # The folder named by $BATTGEN_DATA_DIR reaches the kernels through their environment, so the
+    # parameters say `data_dir = None` (the chapters' default) and no page names the machine's folder.
+    shown_data_dir = None if from_env and data_dir == str(Path(from_env).expanduser().resolve()) else data_dir
     results = Path(results_dir).resolve() if results_dir else root / "results" / profile
-    parameters = parameters_for(profile, data_dir, results, workdir=root / KERNEL_DIR)
+    parameters = parameters_for(profile, shown_data_dir, results, workdir=root / KERNEL_DIR)
     reports = root / "_build" / "reports"
     selected = chapters(root)
     unknown = set(only) - {c.name for c in selected}
