@@ -266,7 +266,16 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     if not args.ignore_declared:
         refuse_declared(X, est.design_, args.pulses, hint=" (pass --ignore-declared to estimate anyway, rows flagged)")
     out = ids.copy()
-    out["soh_estimate"] = est.predict(X[FEATURES])
+    if args.interval is None:
+        out["soh_estimate"] = est.predict(X[FEATURES])
+    else:
+        out["soh_estimate"], out["soh_lower"], out["soh_upper"] = est.predict(X[FEATURES], interval=args.interval)
+    out["novelty"] = est.novelty_score(X[FEATURES])
+    out["novel"] = out["novelty"] > est.novelty_threshold_
+    n_novel = int(out["novel"].sum())
+    if n_novel:
+        print(f"battgen estimate: warning: {n_novel} of {len(out)} rows are unlike the pulses the model was trained on "
+              f"(novelty above {est.novelty_threshold_:.3g}); flagged in column novel", file=sys.stderr)
     if args.ignore_declared:
         out["declared_mismatch"] = declared_mismatches(X, est.design_).to_numpy()
         n = int((out["declared_mismatch"] != "").sum())
@@ -274,8 +283,20 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             print(f"battgen estimate: warning: {n} of {len(out)} rows declare another battery design or pulse width "
                   f"than the model's; flagged in column declared_mismatch", file=sys.stderr)
     write_table(out, args.out)
-    print(f"estimated SOH of {len(out)} pulse rows with {args.model}; wrote {args.out}")
+    span = "" if args.interval is None else f" with {args.interval:.0%} intervals"
+    print(f"estimated SOH of {len(out)} pulse rows{span} with {args.model} ({n_novel} flagged as novel); wrote {args.out}")
     return 0
+
+
+def _coverage(text: str) -> float:
+    """An interval coverage strictly between 0 and 1 (argparse type: the error names the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a coverage between 0 and 1, e.g. 0.9; got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a coverage between 0 and 1 (exclusive), e.g. 0.9; got {text!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- parser
@@ -346,9 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("estimate", "estimate SOH from pulse features (U1..U21, volts) with a trained model")
     p.add_argument("pulses", help="CSV (comma-separated) in the battgen.data schema or with just U1..U21 (+ an id column)")
     p.add_argument("--model", required=True, help="model file written by `battgen train`")
-    p.add_argument("--out", required=True, help="CSV (or .json) to write: id column(s) + soh_estimate")
+    p.add_argument("--out", required=True, help="CSV (or .json) to write: id column(s), soh_estimate (+ soh_lower, "
+                                                "soh_upper with --interval), novelty and novel (the pulse is unlike the "
+                                                "training pulses)")
     force(p, "--out")
     p.add_argument("--id-column", default=None, help="column passed through (default: id / battery_id / cell if present)")
+    p.add_argument("--interval", type=_coverage, default=None, metavar="C",
+                   help="also write soh_lower / soh_upper: a prediction interval of coverage C (e.g. 0.9), calibrated on "
+                        "held-out training batteries (split-conformal)")
     p.add_argument("--ignore-declared", action="store_true",
                    help="estimate rows whose battery / pulse_width_s columns declare another design or pulse width than "
                         "the model's (refused by default); they are flagged in a declared_mismatch column")

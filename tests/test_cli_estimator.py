@@ -76,3 +76,34 @@ def test_estimate_with_a_missing_model_or_pulses_file(data_dir: Path, tmp_path: 
     load_pulsebat("NMC21", data_dir=data_dir).head(2).to_csv(tmp_path / "x.csv", index=False)
     assert main(["estimate", "--model", str(tmp_path / "nope.pt"), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "nope.pt: no such model file" in capsys.readouterr().err
+
+
+def test_estimate_writes_intervals_and_novelty(tmp_path, data_dir) -> None:
+    """--interval adds soh_lower / soh_upper around soh_estimate; every row gets a novelty score and flag."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from battgen.data import load_pulsebat
+
+    env = {**__import__("os").environ, "BATTGEN_DATA_DIR": str(data_dir), "BATTGEN_PROGRESS": "0"}
+    cli = [sys.executable, "-m", "battgen.cli"]
+    subprocess.run(cli + ["train", "--battery", "LFP35", "--soc", "5", "25", "50", "--out", str(tmp_path / "m.pt")],
+                   check=True, env=env, capture_output=True)
+    load_pulsebat("LFP35", data_dir=data_dir).head(30).to_csv(tmp_path / "lfp.csv", index=False)
+    load_pulsebat("NMC21", data_dir=data_dir).head(30).drop(columns=["battery"]).to_csv(tmp_path / "nmc.csv", index=False)
+    done = subprocess.run(cli + ["estimate", "--model", str(tmp_path / "m.pt"), str(tmp_path / "lfp.csv"), "--out",
+                                 str(tmp_path / "a.csv"), "--interval", "0.9"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = pd.read_csv(tmp_path / "a.csv")
+    assert (out["soh_lower"] < out["soh_estimate"]).all() and (out["soh_estimate"] < out["soh_upper"]).all()
+    assert {"novelty", "novel"} <= set(out.columns)
+    other = subprocess.run(cli + ["estimate", "--model", str(tmp_path / "m.pt"), str(tmp_path / "nmc.csv"), "--out",
+                                  str(tmp_path / "b.csv")], env=env, capture_output=True, text=True)
+    assert other.returncode == 0 and "flagged in column novel" in other.stderr  # NMC pulses on an LFP model
+    assert pd.read_csv(tmp_path / "b.csv")["novel"].mean() > 0.9
+    bad = subprocess.run(cli + ["estimate", "--model", str(tmp_path / "m.pt"), str(tmp_path / "lfp.csv"), "--out",
+                                str(tmp_path / "c.csv"), "--interval", "1.5"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "argument --interval" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "c.csv").exists()

@@ -189,10 +189,12 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         self.n_features_in_ = self.train_X_.shape[1]
         self.design_ = design_of(df)
         self.forest_ = make_forest(seed).fit(self.train_X_, self.train_y_)
+        self.calibration_scores_ = np.zeros(0)
+        if getattr(self, "_calibration_copy", False):  # a calibration copy only predicts
+            return self
         groups = df["cell"] if "cell" in df.columns else df["battery_id"]
         self.novelty_ = NoveltyScore(int(self.novelty_k), float(self.false_alarm)).fit(
             self._shape(self.train_X_[: len(df)]), groups.to_numpy(), X_extra=self._shape(self.train_X_[len(df):]))
-        self.calibration_scores_ = np.zeros(0)
         return self
 
     def _shape(self, X: np.ndarray) -> np.ndarray:
@@ -299,6 +301,7 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
             plan.append((i, df[held_out]))
             copies.append(copy)
             copy.generic_ = est.generic_  # the rows were read and checked once, for the estimator itself
+            copy._calibration_copy = True
             copy_frames.append(df[~held_out].reset_index(drop=True))
     everyone, all_frames = list(estimators) + copies, frames + copy_frames
     splits = [None if est.generic_ or "soc" not in df.columns else est._split(df) for est, df in zip(everyone, all_frames)]
