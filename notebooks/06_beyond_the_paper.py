@@ -366,6 +366,12 @@ for b in BATTERIES:
     put(f"est_{glue_key(b)}_const", row.loc["constant", "mape"])
     put(f"est_{glue_key(b)}_ratio", row.loc[default, "mape"] / row.loc["constant", "mape"])
     print(f"{b}: estimator ({default}) {row.loc[default, 'mape']:.2f} %, constant {row.loc['constant', 'mape']:.2f} %")
+est_choice = stats.crossfit_choice(est.rename(columns={"generator": "method"}), [g for g in est["generator"].unique() if g != "constant"])
+write_table(est_choice, out_dir / "estimator_crossfit_choice.csv")
+put("est_choice_default", int((est_choice["chosen"] == default).sum()))
+put("est_choice_n", len(est_choice))
+put("est_choice_other", ", ".join(f"{g} ({n})" for g, n in est_choice.loc[est_choice["chosen"] != default, "chosen"]
+                                  .value_counts().items()) or "none")
 rvi = diffs[(diffs["method"] == "phase2_residual") & (diffs["reference"] == "baseline_interpolation")]
 put("resid_wins", int((rvi["ci_high"] < 0).sum()))
 put("resid_loses", int((rvi["ci_low"] > 0).sum()))
@@ -408,6 +414,11 @@ put("est_not_beats_const", ", ".join(plotting.label(b) for b in BATTERIES if not
 # | NMC 21 Ah | {glue:text}`est_nmc21:.2f` [{glue:text}`est_nmc21_lo:.2f`, {glue:text}`est_nmc21_hi:.2f`] | {glue:text}`est_nmc21_const:.2f` | {glue:text}`est_nmc21_ratio:.2f` |
 # | LMO 10 Ah | {glue:text}`est_lmo10:.2f` [{glue:text}`est_lmo10_lo:.2f`, {glue:text}`est_lmo10_hi:.2f`] | {glue:text}`est_lmo10_const:.2f` | {glue:text}`est_lmo10_ratio:.2f` |
 # | LFP 35 Ah | {glue:text}`est_lfp35:.2f` [{glue:text}`est_lfp35_lo:.2f`, {glue:text}`est_lfp35_hi:.2f`] | {glue:text}`est_lfp35_const:.2f` | {glue:text}`est_lfp35_ratio:.2f` |
+#
+# Is the default the right generator? Chosen per fold without the fold's own scores (the
+# generator with the lowest MAPE on the other folds), {glue:text}`est_default` is picked in
+# {glue:text}`est_choice_default:.0f` of {glue:text}`est_choice_n:.0f` (battery type, seed, fold)
+# units; the others choose {glue:text}`est_choice_other`.
 #
 # Paired on the same battery rows, the estimator is clearly better than the constant predictor
 # (the 95 % battery-level interval of the difference lies below zero) in
