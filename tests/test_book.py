@@ -551,3 +551,23 @@ def test_the_data_folder_of_the_environment_is_not_written_into_the_chapters(tmp
     seen.clear()
     assert runner.run_notebooks("smoke", root=tmp_path, data_dir=str(tmp_path / "other"), force=True, jobs=1) == 0
     assert seen["01_x"]["data_dir"] == "../../other"
+
+
+def test_mathjax_comes_from_a_local_copy_or_a_clear_message(tmp_path, monkeypatch):
+    import battgen.book.assets as assets
+
+    es5 = tmp_path / "es5"
+    (es5 / "input" / "tex" / "extensions").mkdir(parents=True)
+    (es5 / "tex-svg.js").write_text("// mathjax")
+    (es5 / "input" / "tex" / "extensions" / "ams.js").write_text("// ams")
+    (es5 / "sre").mkdir()  # the speech engine: not needed by the pages, not copied
+    monkeypatch.setenv("BATTGEN_MATHJAX", str(es5))
+    assert assets.install_mathjax() == es5
+    dest = assets.copy_mathjax(es5, tmp_path / "_static")
+    assert (dest / "tex-svg.js").is_file() and (dest / "input" / "tex" / "extensions" / "ams.js").is_file()
+    assert not (dest / "sre").exists()
+    monkeypatch.delenv("BATTGEN_MATHJAX")
+    monkeypatch.setattr(assets, "find_mathjax", lambda: None)
+    monkeypatch.setattr(assets.shutil, "which", lambda name: None)
+    with pytest.raises(assets.MathJaxMissing, match="npm is not installed.*BATTGEN_MATHJAX"):
+        assets.install_mathjax()

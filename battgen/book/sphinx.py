@@ -95,7 +95,7 @@ def _check_figures(srcdir: Path, expected) -> None:
 
 
 def _prepare(app, config) -> None:
-    from battgen.book.assets import MATHJAX_ENTRY
+    from battgen.book.assets import MATHJAX_ENTRY, MathJaxMissing, install_mathjax
 
     srcdir = Path(app.srcdir)
     root = srcdir.parent
@@ -104,6 +104,10 @@ def _prepare(app, config) -> None:
         _execute_chapters(root, expected)
     _require_executed(root, srcdir, expected)
     _check_figures(srcdir, expected)
+    try:
+        install_mathjax()  # before the build, not after it: the site cannot render formulas offline without it
+    except MathJaxMissing as exc:
+        _stop(str(exc))
     config.mathjax_path = f"mathjax/{MATHJAX_ENTRY}"  # relative to _static: served by the site itself
 
 
