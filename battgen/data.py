@@ -15,10 +15,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: the registry and fetch() need none
+    import pandas as pd
 
 __all__ = [
     "BATTERIES",
@@ -243,6 +246,8 @@ def _excel_row(df: pd.DataFrame, i: int) -> int:
 
 def _as_numbers(df: pd.DataFrame, col: str, source: str, what: str) -> pd.Series:
     """Column ``col`` as floats; ValueError naming file, column and row if missing, text or NaN."""
+    import pandas as pd
+
     if col not in df.columns:
         raise ValueError(f"{source}: column {col!r} is missing; expected {what}")
     values = pd.to_numeric(df[col], errors="coerce")
@@ -292,6 +297,8 @@ def _ids(raw: pd.DataFrame, btype: BatteryType) -> tuple[pd.Series, pd.Series]:
 
 
 def _read_table(path: Path, btype: BatteryType, pulse_width_s: int) -> pd.DataFrame:
+    import pandas as pd
+
     with pd.ExcelFile(path) as book:
         sheet = "SOC ALL" if "SOC ALL" in book.sheet_names else book.sheet_names[0]
         raw = pd.read_excel(book, sheet_name=sheet, keep_default_na=False, na_values=[""])
@@ -327,6 +334,8 @@ def load_pulsebat(
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(file: str, mtime_ns: int, key: str, pulse_width_s: int, max_soc: float) -> pd.DataFrame:
+    import pandas as pd
+
     btype = BATTERIES[key]
     source = Path(file).name
     raw = _read_table(Path(file), btype, pulse_width_s)

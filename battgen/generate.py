@@ -13,10 +13,14 @@ All take and return physical units: conditions are ``[SOC as a fraction, SOH]``,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from battgen.data import battery_type
-from battgen.train import FittedCVAE
+
+if TYPE_CHECKING:
+    from battgen.train import FittedCVAE
 
 __all__ = ["sample", "latent_scaling", "latent_scale_factors", "authors_shift", "AUTHORS_SHIFT_GAIN"]
 

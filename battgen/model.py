@@ -20,33 +20,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CVAEConfig", "UnitCrossAttention", "CVAE", "loss_terms", "set_seed", "count_parameters"]
+from battgen.config import CVAEConfig
 
-
-@dataclass
-class CVAEConfig:
-    """Hyper-parameters; the defaults are the paper's."""
-
-    feature_dim: int = 21  # U1..U21
-    condition_dim: int = 2  # [SOC, SOH]
-    embedding_dim: int = 64  # condition embedding units = key/value tokens; also the attention key_dim
-    intermediate_dim: int = 64  # hidden units = query tokens
-    latent_dim: int = 2
-    num_heads: int = 1
-    w_recon: float = 0.5  # weight of feature_dim * MSE
-    w_kl: float = 0.5  # weight of the KL divergence
-    conditioning: str = "attention"  # "attention" (paper) or "concat" (ablation: no attention)
-    output: str = "sigmoid"  # "sigmoid" (paper: features MinMax-scaled to [0, 1]) or "linear"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["CVAEConfig", "UnitCrossAttention", "CVAE", "loss_terms", "loss_grads", "set_seed", "count_parameters"]
 
 
 def set_seed(seed: int) -> None:
@@ -265,18 +246,42 @@ def loss_terms(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.
     rows of the batch; ``w`` is 1 for a real row and 0 for padding (the stacked trainer pads
     short fits). The improved generators add a KL weight ``beta`` (annealing) and a floor of
     ``free_bits`` nats on the batch-mean KL of each latent dimension. :func:`battgen.train.fit_generators`
-    trains with exactly this function.
+    trains with exactly this function, for many fits at once: leading dimensions of the inputs
+    (``x`` (..., B, F), ``w`` (..., B), ``beta`` (...)) are independent batches, and the result is
+    then (3, ...).
     """
-    recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=1)  # (B,)
-    kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, L)
-    kl = kl_dims.sum(dim=1)  # (B,)
-    n = w.sum()
+    recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=-1)  # (..., B)
+    kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (..., B, L)
+    kl = kl_dims.sum(dim=-1)  # (..., B)
+    n = w.sum(dim=-1)  # (...)
     if free_bits <= 0 and beta is None:  # the paper's loss
-        terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, B)
-        return (terms * w).sum(dim=1) / n  # (3,): loss, recon, kl
+        terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, ..., B)
+        return (terms * w).sum(dim=-1) / n  # (3, ...): loss, recon, kl
     w_kl = cfg.w_kl if beta is None else cfg.w_kl * beta
-    mean_recon = (recon * w).sum() / n
-    kl_per_dim = (kl_dims * w[:, None]).sum(dim=0) / n  # (L,) batch-mean KL of each latent dimension
-    kl_term = kl_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl_per_dim.sum()
+    mean_recon = (recon * w).sum(dim=-1) / n  # (...)
+    kl_per_dim = (kl_dims * w[..., None]).sum(dim=-2) / n[..., None]  # (..., L) batch-mean KL of each latent dimension
+    kl_term = kl_per_dim.clamp(min=free_bits).sum(dim=-1) if free_bits > 0 else kl_per_dim.sum(dim=-1)
     loss = cfg.w_recon * mean_recon + w_kl * kl_term
-    return torch.stack([loss, mean_recon, kl_per_dim.sum()])  # (3,): loss, recon, kl
+    return torch.stack([loss, mean_recon, kl_per_dim.sum(dim=-1)])  # (3, ...): loss, recon, kl
+
+
+def loss_grads(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+               w: torch.Tensor, free_bits: float = 0.0, beta: torch.Tensor | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradient of :func:`loss_terms`'s loss with respect to ``x_hat``, ``mu`` and ``logvar``, in closed form.
+
+    Same arguments and shapes as :func:`loss_terms` (for leading batch dimensions, the gradient of
+    the sum of their losses). The trainer records :func:`loss_terms` at every step and steps along
+    this gradient, because autograd on the loss alone costs more than the network's whole step.
+    ``tests/test_model.py`` checks it against autograd on :func:`loss_terms` for every branch, and
+    :func:`battgen.train.fit_generators` checks it again on the first batch of every run: changing
+    one without the other stops training with an error.
+    """
+    share = (w / w.sum(dim=-1, keepdim=True))[..., None]  # (..., B, 1) each row's weight in the batch mean
+    d_x_hat = (x_hat - x) * (share * (2 * cfg.w_recon))  # (..., B, F): w_recon * d(sum of squares)
+    d_kl = share * (cfg.w_kl if beta is None else cfg.w_kl * beta[..., None, None])  # (..., B, 1)
+    if free_bits > 0:  # a latent dimension whose batch-mean KL sits below the floor gets no gradient
+        kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (..., B, L)
+        kl_per_dim = (kl_dims * w[..., None]).sum(dim=-2) / w.sum(dim=-1)[..., None]  # (..., L), as in loss_terms
+        d_kl = d_kl * (kl_per_dim >= free_bits)[..., None, :]  # (..., B, L)
+    return d_x_hat, mu * d_kl, (logvar.exp() - 1) * (0.5 * d_kl)  # (..., B, F), (..., B, L), (..., B, L)

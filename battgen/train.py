@@ -7,47 +7,45 @@ Adam with learning rate 1e-3 (Keras: beta 0.9 / 0.999, epsilon 1e-7); 50 epochs 
 mini-batches of 32.
 
 The model has 4,315 parameters, so one optimiser step costs far more in framework overhead than
-in arithmetic. :func:`fit_generators` therefore trains many independent fits as one stacked
-model (``torch.func.vmap`` over the parameters): every fit keeps its own data, initialisation,
-shuffling, noise and optimiser state, and a fit that has taken all its steps stops updating
-(fits are ordered by length, so the active ones are always a prefix of the stack).
+in arithmetic. :func:`fit_generators` therefore trains many independent fits as one stack
+(:class:`battgen.fused.Stack`: the network's forward and backward pass written out as batched
+operations over the fits): every fit keeps its own data, initialisation, shuffling, noise and
+optimiser state, and a fit that has taken all its steps stops updating (fits are ordered by
+length, so the active ones are always a prefix of the stack). The stack is split over the CPU
+cores the process may use, one thread each (``TrainConfig.threads``).
+
+Importing this module does not import torch: the settings and scalers are needed by code that
+never trains a network.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
-from torch.func import functional_call, stack_module_state, vmap
 
+from battgen.config import CVAEConfig, TrainConfig
 from battgen.io import atomic_path, progress_enabled
-from battgen.model import CVAE, CVAEConfig, loss_terms
 
-__all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "feature_scaler_for", "fit_generator", "fit_generators"]
+if TYPE_CHECKING:
+    import torch
+
+    from battgen.model import CVAE
+
+__all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "feature_scaler_for", "fit_generator", "fit_generators",
+           "worker_threads"]
 
 FORMAT_VERSION = 1
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; the defaults are the paper's (Keras defaults for Adam)."""
-
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-7
-    threads: int | None = None  # torch intra-op threads; None keeps torch's default (all cores)
-    free_bits: float = 0.0  # KL floor per latent dimension in nats, on the batch mean (0: the paper's plain KL)
-    kl_anneal_epochs: int = 0  # ramp the KL weight linearly from 1/n to 1 over the first n epochs (0: paper, no ramp)
+_CHUNK = 16
+"""Steps whose loss values :func:`battgen.model.loss_terms` computes in one call."""
+_STACK = 8
+"""Fits trained as one stack at most (a stack holds two (fits, 32, 64, 64) attention maps)."""
 
 
 @dataclass
@@ -125,41 +123,55 @@ class FittedCVAE:
 
     def scaled_features(self, features: np.ndarray) -> torch.Tensor:
         """Features in volts as the network sees them (scaled), (n, 21) float32."""
+        import torch
+
         return torch.as_tensor(self.feature_scaler.transform(np.atleast_2d(features)), dtype=torch.float32)
 
     def scaled_conditions(self, conditions: np.ndarray) -> torch.Tensor:
         """``[SOC fraction, SOH]`` as the network sees them (scaled), (n, 2) float32."""
+        import torch
+
         return torch.as_tensor(self.condition_scaler.transform(np.atleast_2d(conditions)), dtype=torch.float32)
 
-    @torch.no_grad()
     def hidden(self, features: np.ndarray, conditions: np.ndarray) -> dict[str, torch.Tensor]:
         """:meth:`battgen.model.CVAE.hidden` for rows in physical units."""
-        return self.model.hidden(self.scaled_features(features), self.scaled_conditions(conditions))
+        import torch
 
-    @torch.no_grad()
+        with torch.no_grad():
+            return self.model.hidden(self.scaled_features(features), self.scaled_conditions(conditions))
+
     def encode(self, features: np.ndarray, conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log-variance of the latent code for rows in physical units."""
-        x = self.scaled_features(features)
-        mu, logvar, _ = self.model.encode(x, self.scaled_conditions(conditions))  # (n, L), (n, L)
+        import torch
+
+        with torch.no_grad():
+            x = self.scaled_features(features)
+            mu, logvar, _ = self.model.encode(x, self.scaled_conditions(conditions))  # (n, L), (n, L)
         return mu.numpy().astype(float), logvar.numpy().astype(float)
 
-    @torch.no_grad()
     def decode(self, z: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Features in volts decoded from latent codes ``z`` at ``conditions`` ([SOC, SOH])."""
-        out = self.model.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32), self.scaled_conditions(conditions))
+        import torch
+
+        with torch.no_grad():
+            out = self.model.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32), self.scaled_conditions(conditions))
         return self.feature_scaler.inverse_transform(out.numpy().astype(float))
 
-    @torch.no_grad()
     def attention(self, features: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
         """Encoder and decoder attention maps, (n, 64, 64) each, for rows in physical units."""
-        x = self.scaled_features(features)
-        mu, _, enc = self.model.encode(x, self.scaled_conditions(conditions), return_attention=True)
-        _, dec = self.model.decode(mu, self.scaled_conditions(conditions), return_attention=True)
+        import torch
+
+        with torch.no_grad():
+            x = self.scaled_features(features)
+            mu, _, enc = self.model.encode(x, self.scaled_conditions(conditions), return_attention=True)
+            _, dec = self.model.decode(mu, self.scaled_conditions(conditions), return_attention=True)
         return {"encoder": enc.numpy(), "decoder": dec.numpy()}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Save as ``path`` (weights, torch tensors only) plus ``path.json`` (config, scalers, provenance)."""
+        import torch
+
         path = Path(path)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -179,6 +191,8 @@ class FittedCVAE:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FittedCVAE":
         """Load what :meth:`save` wrote; weights are read with ``weights_only=True`` (no pickle code)."""
+        import torch
+
         path = Path(path)
         meta_file = _meta_path(path)
         if not path.is_file() or not meta_file.is_file():
@@ -186,8 +200,16 @@ class FittedCVAE:
         meta = json.loads(meta_file.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_file}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        return cls.from_state(meta, torch.load(path, map_location="cpu", weights_only=True))
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> "FittedCVAE":
+        """A fitted generator from its weights ``state`` and the metadata :meth:`save` writes
+        (``model_config``, ``train_config``, ``feature_scaler``, ``condition_scaler``, ``history``, ``provenance``)."""
+        from battgen.model import CVAE
+
         model = CVAE(CVAEConfig(**meta["model_config"]))
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(state)
         model.eval()
         return cls(model, MinMaxScaler.from_dict(meta["feature_scaler"]), MinMaxScaler.from_dict(meta["condition_scaler"]),
                    TrainConfig(**meta["train_config"]), meta["history"], meta["provenance"])
@@ -206,21 +228,6 @@ def _jsonable(o: Any) -> Any:
 # ---------------------------------------------------------------------- training
 
 
-class _LossTerms(torch.nn.Module):
-    """Per-fit loss terms for one mini-batch; vmapped over the stacked parameters."""
-
-    def __init__(self, model: CVAE, free_bits: float = 0.0):
-        super().__init__()
-        self.m = model
-        self.free_bits = float(free_bits)
-
-    def forward(self, x, c, eps, w, beta=None):  # (B, F), (B, 2), (B, L), (B,), () KL-weight multiplier
-        mu, logvar, _ = self.m.encode(x, c)  # (B, L), (B, L)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (B, L)
-        x_hat = self.m.decode(z, c)  # (B, F)
-        return loss_terms(self.m.config, x, x_hat, mu, logvar, w, self.free_bits, beta)  # (3,): loss, recon, kl
-
-
 def _validate_job(i: int, job: FitJob, cfg: CVAEConfig) -> None:
     f, c = np.asarray(job.features), np.asarray(job.conditions)
     if f.ndim != 2 or f.shape[1] != cfg.feature_dim:
@@ -233,6 +240,30 @@ def _validate_job(i: int, job: FitJob, cfg: CVAEConfig) -> None:
         raise ValueError(f"fit job {i}: need at least 2 training rows, got {f.shape[0]}")
 
 
+def worker_threads(threads: int | None, n_fits: int, fits_per_thread: int = 4) -> int:
+    """How many threads train a stack of ``n_fits``: ``threads`` if given, else one per CPU core this
+    process may run on, and never fewer than ``fits_per_thread`` fits per thread.
+
+    Each thread trains its share of the fits as its own stack with one torch thread: independent
+    threads share a busy machine fairly, where torch's own thread pool waits for its slowest thread
+    at every operation (with one other busy process, two pool threads on two cores run several times
+    slower than one).
+    """
+    cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(1, min(int(cores), n_fits // fits_per_thread))
+
+
+def _shares(steps: np.ndarray, n: int) -> list[list[int]]:
+    """Fits split into ``n`` groups of about equal work (longest first to the least loaded), each longest first."""
+    groups: list[list[int]] = [[] for _ in range(n)]
+    load = np.zeros(n)
+    for m in np.argsort(-steps, kind="stable"):
+        g = int(np.argmin(load))
+        groups[g].append(int(m))
+        load[g] += steps[m]
+    return [g for g in groups if g]
+
+
 def fit_generators(
     jobs: Sequence[FitJob],
     model_config: CVAEConfig | None = None,
@@ -243,100 +274,146 @@ def fit_generators(
 
     Each fit ``m`` is initialised with ``torch.manual_seed(seed_m)``, shuffles with
     ``numpy.random.default_rng(seed_m)`` and draws its reparameterisation noise from a torch
-    generator seeded with ``seed_m``: a fit does not depend on which other fits share the stack.
+    generator seeded with ``seed_m``: a fit does not depend on which other fits share the stack,
+    nor on how many threads train it.
     """
+    import torch
+
+    from battgen.model import CVAE
+
     cfg = model_config or CVAEConfig()
     tc = train_config or TrainConfig()
     if not jobs:
         return []
     for i, job in enumerate(jobs):
         _validate_job(i, job, cfg)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-
     bs, E = tc.batch_size, tc.epochs
     f_scalers = [feature_scaler_for(j) for j in jobs]
     c_scalers = [MinMaxScaler.fit(np.vstack([j.conditions] + ([j.extra_conditions] if j.extra_conditions is not None else [])))
                  for j in jobs]
     sizes = np.array([len(j.features) for j in jobs])
     steps = E * np.ceil(sizes / bs).astype(int)  # optimiser steps per fit
-    order = np.argsort(-steps, kind="stable")  # longest first: active fits are a prefix
-    M, T, N = len(jobs), int(steps.max()), int(sizes.max())
-
-    X = torch.zeros(M, N, cfg.feature_dim)  # (M, N, F) scaled features, padded
-    C = torch.zeros(M, N, cfg.condition_dim)  # (M, N, 2) scaled conditions, padded
-    idx = torch.zeros(M, T, bs, dtype=torch.long)  # (M, T, bs) row of each batch slot
-    wts = torch.zeros(M, T, bs)  # (M, T, bs) 1 for a real slot, 0 for padding
-    eps = torch.zeros(M, T, bs, cfg.latent_dim)  # (M, T, bs, L) reparameterisation noise
-    models = []
-    for slot, m in enumerate(order):
-        job, n = jobs[m], sizes[m]
-        X[slot, :n] = torch.as_tensor(f_scalers[m].transform(job.features), dtype=torch.float32)
-        C[slot, :n] = torch.as_tensor(c_scalers[m].transform(job.conditions), dtype=torch.float32)
-        rng = np.random.default_rng(job.seed)
-        nb = math.ceil(n / bs)
-        perms = np.zeros((E, nb * bs), dtype=np.int64)  # each epoch's shuffled rows, padded to whole batches
-        perms[:, :n] = np.stack([rng.permutation(n) for _ in range(E)])
-        idx[slot, : steps[m]] = torch.as_tensor(perms.reshape(E * nb, bs))
-        wts[slot, : steps[m]] = torch.as_tensor(np.arange(nb * bs) < n, dtype=torch.float32).view(nb, bs).repeat(E, 1)
-        gen = torch.Generator().manual_seed(job.seed)
-        eps[slot, : steps[m]] = torch.randn(int(steps[m]), bs, cfg.latent_dim, generator=gen)
+    fits = []
+    for m, job in enumerate(jobs):
         torch.manual_seed(job.seed)
-        models.append(CVAE(cfg))
-
-    params, _ = stack_module_state(models)  # name -> (M, ...) leaf tensors
-    base = _LossTerms(copy.deepcopy(models[0]).to("meta"), tc.free_bits)
-    names = list(params)
-    batched = vmap(lambda p, x, c, e, w: functional_call(base, {f"m.{k}": v for k, v in zip(names, p)}, (x, c, e, w)))
-    annealed = vmap(lambda p, x, c, e, w, b: functional_call(base, {f"m.{k}": v for k, v in zip(names, p)}, (x, c, e, w, b)))
-    batches_per_epoch = torch.as_tensor(np.ceil(sizes[order] / bs), dtype=torch.float32)  # (M,) in slot order
-    adam_m = [torch.zeros_like(p) for p in params.values()]
-    adam_v = [torch.zeros_like(p) for p in params.values()]
-    history = torch.zeros(M, T, 3)  # (M, T, 3) per-step loss terms
-    active_until = steps[order]  # non-increasing
-    slots = torch.arange(M)[:, None]  # (M, 1)
+        fits.append(_FitData(job, f_scalers[m], c_scalers[m], CVAE(cfg), bs, E, cfg.latent_dim))
 
     bar = None
     if progress_enabled(progress):
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=T, desc=f"fitting {M} CVAE{'s' if M > 1 else ''}", unit="step")
-    leaves = list(params.values())
-    for t in range(T):
-        k = int((active_until > t).sum())  # fits still training: slots [0, k)
-        rows = idx[:k, t]  # (k, bs)
-        x = X[slots[:k], rows]  # (k, bs, F)
-        c = C[slots[:k], rows]  # (k, bs, 2)
-        if tc.kl_anneal_epochs > 0:  # each fit's epoch is t // its batches per epoch
-            epoch = torch.floor(t / batches_per_epoch[:k])  # (k,)
-            beta = torch.clamp((epoch + 1) / tc.kl_anneal_epochs, max=1.0)  # (k,)
-            terms = annealed([p[:k] for p in leaves], x, c, eps[:k, t], wts[:k, t], beta)  # (k, 3)
+        bar = tqdm(total=int(steps.sum()), desc=f"fitting {len(jobs)} CVAE{'s' if len(jobs) > 1 else ''}", unit="step")
+    shares = _shares(steps, worker_threads(tc.threads, len(jobs)))
+
+    def work(share: list[int]) -> list[tuple[int, dict, np.ndarray]]:  # one thread: its fits, _STACK at a time
+        out = []
+        for first in range(0, len(share), _STACK):
+            group = share[first:first + _STACK]
+            states, histories = _train_stack([fits[m] for m in group], cfg, tc, bar)
+            out += list(zip(group, states, histories))
+        return out
+
+    previous = torch.get_num_threads()
+    try:
+        if len(shares) == 1:
+            results = work(shares[0])
         else:
-            terms = batched([p[:k] for p in leaves], x, c, eps[:k, t], wts[:k, t])  # (k, 3)
-        grads = torch.autograd.grad(terms[:, 0].sum(), leaves, allow_unused=True, materialize_grads=True)
-        with torch.no_grad():
-            history[:k, t] = terms
-            lr_t = tc.lr * math.sqrt(1 - tc.beta2 ** (t + 1)) / (1 - tc.beta1 ** (t + 1))  # Keras Adam
-            for p, g, m1, m2 in zip(leaves, grads, adam_m, adam_v):
-                g = g[:k]
-                m1[:k].mul_(tc.beta1).add_(g, alpha=1 - tc.beta1)
-                m2[:k].mul_(tc.beta2).addcmul_(g, g, value=1 - tc.beta2)
-                p[:k].addcdiv_(m1[:k], m2[:k].sqrt().add_(tc.eps), value=-lr_t)
-        if bar is not None:
-            bar.update(1)
+            with ThreadPoolExecutor(len(shares)) as pool:
+                results = [r for share in pool.map(work, shares) for r in share]
+    finally:
+        torch.set_num_threads(previous)
     if bar is not None:
         bar.close()
 
-    fitted: list[FittedCVAE | None] = [None] * M
-    for slot, m in enumerate(order):
+    fitted: list[FittedCVAE | None] = [None] * len(jobs)
+    for m, state, per_epoch in results:
         model = CVAE(cfg)
-        model.load_state_dict({k: v[slot].detach().clone() for k, v in params.items()})
+        model.load_state_dict(state)
         model.eval()
-        per_epoch = history[slot, : steps[m]].view(E, -1, 3).mean(dim=1).numpy()  # (E, 3)
         hist = {name: per_epoch[:, i].astype(float).tolist() for i, name in enumerate(["loss", "recon", "kl"])}
         prov = {**jobs[m].provenance, "seed": jobs[m].seed, "n_train": int(sizes[m])}  # the fit's own seed always wins
         fitted[m] = FittedCVAE(model, f_scalers[m], c_scalers[m], tc, hist, prov)
     return fitted  # type: ignore[return-value]
+
+
+class _FitData:
+    """One fit's scaled rows (with a column of ones), batch order, padding weights, noise and initial model."""
+
+    def __init__(self, job: FitJob, f_scaler: MinMaxScaler, c_scaler: MinMaxScaler, model: CVAE, bs: int, epochs: int,
+                 latent_dim: int):
+        import torch
+
+        n = len(job.features)
+        self.model, self.n, self.batches = model, n, math.ceil(n / bs)
+        self.steps = epochs * self.batches
+        self.job, self.f_scaler, self.c_scaler, self.bs, self.epochs, self.latent_dim = job, f_scaler, c_scaler, bs, epochs, latent_dim
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """``(X (n, F+1), C (n, 2+1), rows (steps, bs), weights (steps, bs), eps (steps, bs, L))``: scaled rows
+        with a column of ones, each step's batch (shuffled per epoch, padded), 0 for padding, noise."""
+        import torch
+
+        job, n, bs, epochs = self.job, self.n, self.bs, self.epochs
+        ones = np.ones((n, 1))
+        X = np.hstack([self.f_scaler.transform(job.features), ones]).astype(np.float32)
+        C = np.hstack([self.c_scaler.transform(job.conditions), ones]).astype(np.float32)
+        rng = np.random.default_rng(job.seed)
+        perms = np.zeros((epochs, self.batches * bs), dtype=np.int64)  # each epoch's shuffled rows, padded to whole batches
+        perms[:, :n] = np.stack([rng.permutation(n) for _ in range(epochs)])
+        weights = np.tile(np.arange(self.batches * bs) < n, epochs).reshape(self.steps, bs)
+        gen = torch.Generator().manual_seed(job.seed)
+        eps = torch.randn(self.steps, bs, self.latent_dim, generator=gen).numpy()
+        return X, C, perms.reshape(self.steps, bs), weights, eps
+
+
+def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar) -> tuple[list, list[np.ndarray]]:
+    """Train ``fits`` (longest first) as one :class:`battgen.fused.Stack` on one torch thread.
+
+    Returns each fit's weights (CVAE names) and its per-epoch mean loss terms (epochs, 3).
+    """
+    import torch
+
+    from battgen.fused import Stack
+
+    torch.set_num_threads(1)
+    bs, M, L = tc.batch_size, len(fits), cfg.latent_dim
+    T = fits[0].steps
+    Xs, Cs = [], []
+    rows = np.zeros((T, M * bs), dtype=np.int64)  # (T, M*bs) row of each batch slot in X, C
+    eps = np.zeros((T, M, bs, L), dtype=np.float32)  # (T, M, bs, L) reparameterisation noise
+    wts = torch.zeros(T, M, bs)  # (T, M, bs) 1 for a real slot, 0 for padding
+    beta = torch.ones(T, M)  # (T, M) KL weight of each fit's step (annealing)
+    offset = 0
+    for slot, f in enumerate(fits):
+        X_f, C_f, rows_f, weights_f, eps_f = f.arrays()
+        Xs.append(X_f)
+        Cs.append(C_f)
+        rows[: f.steps, slot * bs:(slot + 1) * bs] = rows_f + offset
+        eps[: f.steps, slot] = eps_f
+        wts[: f.steps, slot] = torch.as_tensor(weights_f, dtype=torch.float32)
+        offset += f.n
+        if tc.kl_anneal_epochs > 0:  # the fit's epoch is t // its batches per epoch
+            epoch = np.arange(f.steps) // f.batches
+            beta[: f.steps, slot] = torch.as_tensor(np.minimum((epoch + 1) / tc.kl_anneal_epochs, 1.0), dtype=torch.float32)
+    X, C = np.concatenate(Xs), np.concatenate(Cs)  # (sum n, F+1), (sum n, 2+1) every fit's rows
+    annealed = tc.kl_anneal_epochs > 0
+    stack = Stack(cfg, [f.model for f in fits], bs, tc.free_bits)
+    stack.keep(_CHUNK)
+    history = torch.zeros(T, 3, M)  # (T, 3, M) per-step loss terms
+    active = (np.array([f.steps for f in fits])[None, :] > np.arange(T)[:, None]).sum(axis=1)  # (T,) fits still training
+    for t in range(T):
+        k, slot = int(active[t]), t % _CHUNK
+        stack.step(k, rows[t, : k * bs], X, C, eps[t, :k], wts[t, :k], beta[t, :k] if annealed else None, slot)
+        lr_t = tc.lr * math.sqrt(1 - tc.beta2 ** (t + 1)) / (1 - tc.beta1 ** (t + 1))  # Keras Adam
+        stack.adam(k, lr_t, tc.beta1, tc.beta2, tc.eps)
+        if slot == _CHUNK - 1 or t == T - 1:  # the loss of the last steps' batches, in one call
+            first = t - slot
+            terms = stack.kept_terms(slot + 1, rows[first:t + 1], X, wts[first:t + 1], beta[first:t + 1] if annealed else None)
+            history[first:t + 1] = terms.permute(1, 0, 2)  # (steps, 3, M)
+        if bar is not None:
+            bar.update(k)
+    per_epoch = [history[: f.steps, :, slot].reshape(tc.epochs, f.batches, 3).mean(dim=1).numpy() for slot, f in enumerate(fits)]
+    return [stack.state_dict(slot) for slot in range(M)], per_epoch
 
 
 def fit_generator(

@@ -1,8 +1,10 @@
-"""battgen.train: scaling, repeatable stacked fits (alone = in a stack), the loss it runs, save/load without pickle."""
+"""battgen.train and battgen.fused: scaling, repeatable stacked fits (alone = in a stack = over threads), the hand-written
+step against autograd, the loss it records and steps along, save/load without pickle."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +43,23 @@ def test_same_seed_same_generator_and_history() -> None:
 
 
 def test_a_fit_does_not_depend_on_its_stack_neighbours() -> None:
-    x, c = _toy()
-    x2, c2 = _toy(25, seed=1)
-    alone = fit_generator(x, c, seed=3, train_config=FAST, progress=False)
-    stacked = fit_generators([FitJob(x2, c2, 5), FitJob(x, c, 3)], train_config=FAST, progress=False)[1]
-    for k, v in alone.model.state_dict().items():
-        torch.testing.assert_close(stacked.model.state_dict()[k], v, atol=1e-6, rtol=1e-5)
-    assert len(stacked.history["loss"]) == FAST.epochs
+    """Alone, in a stack, or in a stack split over threads: the same weights and history, to the last bit."""
+    jobs = [FitJob(*_toy(20 + 7 * i, seed=i), seed=i) for i in range(9)]
+    alone = [fit_generators([job], train_config=FAST, progress=False)[0] for job in jobs]
+    one_thread = fit_generators(jobs, train_config=TrainConfig(epochs=3, batch_size=16, threads=1), progress=False)
+    two_threads = fit_generators(jobs, train_config=TrainConfig(epochs=3, batch_size=16, threads=2), progress=False)
+    for a, b, c in zip(alone, one_thread, two_threads):
+        assert a.history == b.history == c.history and len(a.history["loss"]) == FAST.epochs
+        for k, v in a.model.state_dict().items():
+            assert torch.equal(b.model.state_dict()[k], v) and torch.equal(c.model.state_dict()[k], v)
+
+
+def test_worker_threads_follow_the_setting_and_the_stack() -> None:
+    from battgen.train import worker_threads
+
+    assert worker_threads(3, 100) == 3 and worker_threads(2, 5) == 1  # at least 4 fits per thread
+    assert worker_threads(None, 1) == 1
+    assert 1 <= worker_threads(None, 1000) <= len(os.sched_getaffinity(0))
 
 
 def test_training_reduces_the_loss() -> None:
@@ -116,59 +128,97 @@ def test_public_views_of_a_fit() -> None:
     assert maps["encoder"].shape == maps["decoder"].shape == (3, 64, 64)
 
 
-# --------------------------------------------------------------------------- the loss training runs
+# --------------------------------------------------------------------------- the step and the loss training runs
 
 
-def test_training_runs_loss_terms_itself(monkeypatch) -> None:
-    """fit_generators optimises battgen.model.loss_terms, called by _LossTerms.forward, and nothing else."""
-    import battgen.train as train_mod
-    from battgen.model import CVAE, CVAEConfig, loss_terms
+def _network_gradients(model, x, c, eps, w, free_bits=0.0, beta=None):
+    """Autograd on battgen.model.CVAE: the loss terms and the gradient of the loss for every parameter."""
+    from battgen.model import loss_terms
+
+    mu, logvar, _ = model.encode(x, c)
+    x_hat = model.decode(mu + torch.exp(0.5 * logvar) * eps, c)
+    terms = loss_terms(model.config, x, x_hat, mu, logvar, w, free_bits, beta)
+    grads = torch.autograd.grad(terms[0], list(model.parameters()), allow_unused=True, materialize_grads=True)
+    return terms.detach(), dict(zip([n for n, _ in model.named_parameters()], grads))
+
+
+@pytest.mark.parametrize("config, free_bits, beta", [
+    ({}, 0.0, None),  # the paper's network and loss
+    ({"conditioning": "concat", "output": "linear"}, 0.2, 0.5),  # the improved generators' network, floor and annealing
+    ({"num_heads": 2, "embedding_dim": 8, "intermediate_dim": 6, "latent_dim": 3}, 0.0, None),
+])
+def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta) -> None:
+    """battgen.fused.Stack computes the CVAE's forward pass and the gradient autograd gives, for every fit of a stack."""
+    from battgen.fused import Stack
+    from battgen.model import CVAE, CVAEConfig
+
+    cfg, M, B = CVAEConfig(**config), 3, 7
+    torch.manual_seed(0)
+    models = [CVAE(cfg).double() for _ in range(M)]
+    for model in models:
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.3)  # no zero biases: every term of the gradient counts
+    x = torch.rand(M, B, cfg.feature_dim, dtype=torch.float64)
+    c = torch.rand(M, B, cfg.condition_dim, dtype=torch.float64)
+    eps = torch.randn(M, B, cfg.latent_dim, dtype=torch.float64)
+    w = torch.ones(M, B, dtype=torch.float64)
+    w[1, -2:] = 0.0  # padding rows
+    betas = None if beta is None else torch.full((M,), beta, dtype=torch.float64)
+    ones = torch.ones(M * B, 1, dtype=torch.float64)
+    stack = Stack(cfg, models, B, free_bits)
+    X, C = torch.cat([x.reshape(M * B, -1), ones], 1).numpy(), torch.cat([c.reshape(M * B, -1), ones], 1).numpy()
+    stack.step(M, np.arange(M * B), X, C, eps.numpy(), w, betas)
+    terms = stack.kept_terms(1, np.arange(M * B)[None], X, w[None], None if betas is None else betas[None])[:, 0]
+    grads = Stack(cfg, models, B)
+    grads.params[:] = stack.grads  # read the gradient buffer with the parameters' names
+    for m, model in enumerate(models):
+        want_terms, want = _network_gradients(model, x[m], c[m], eps[m], w[m], free_bits, None if betas is None else betas[m])
+        torch.testing.assert_close(terms[:, m], want_terms, rtol=1e-12, atol=1e-12)
+        got = grads.state_dict(m)
+        assert set(got) == set(want)
+        for name, g in want.items():
+            torch.testing.assert_close(got[name], g, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_history_is_loss_terms_on_each_batch(monkeypatch) -> None:
+    """The trainer records battgen.model.loss_terms on every step's batch: one step by hand."""
+    import battgen.fused as fused
+    from battgen.model import CVAE, loss_terms
 
     calls = []
 
-    def counting(cfg, x, x_hat, mu, logvar, w, free_bits=0.0, beta=None):
-        calls.append((cfg, free_bits, beta is not None))
-        return loss_terms(cfg, x, x_hat, mu, logvar, w, free_bits, beta)
+    def counting(*args, **kwargs):
+        calls.append(args[1].shape)
+        return loss_terms(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "loss_terms", counting)
-    x, c = _toy(40)
-    fit_generators([FitJob(x, c, 0)], train_config=TrainConfig(epochs=1, batch_size=16), progress=False)
-    assert len(calls) == 3  # ceil(40 / 16) optimiser steps, one (vmapped) call each
-    assert all(cfg == CVAEConfig() and fb == 0.0 and not has_beta for cfg, fb, has_beta in calls)
-    calls.clear()
-    fit_generators([FitJob(x, c, 0)], train_config=TrainConfig(epochs=2, batch_size=16, free_bits=0.5, kl_anneal_epochs=2),
-                   progress=False)
-    assert len(calls) == 6 and all(fb == 0.5 and has_beta for _, fb, has_beta in calls)
-
-    # whatever loss_terms returns is what the history records
-    def constant(cfg, x, x_hat, mu, logvar, w, free_bits=0.0, beta=None):
-        zero = 0.0 * x_hat.sum()  # keeps the graph, so that the optimiser step runs
-        return torch.stack([zero + 3.0, zero + 5.0, zero + 7.0])
-
-    monkeypatch.setattr(train_mod, "loss_terms", constant)
-    fit = fit_generators([FitJob(x, c, 0)], train_config=TrainConfig(epochs=2, batch_size=16), progress=False)[0]
-    assert fit.history == {"loss": [3.0, 3.0], "recon": [5.0, 5.0], "kl": [7.0, 7.0]}
-
-    # one step by hand: the fit's first (and only) history entry is loss_terms on its first batch
-    monkeypatch.setattr(train_mod, "loss_terms", counting)
-    calls.clear()
+    monkeypatch.setattr(fused, "loss_terms", counting)
     x, c = _toy(16, seed=2)
     fit = fit_generators([FitJob(x, c, 5)], train_config=TrainConfig(epochs=1, batch_size=16), progress=False)[0]
+    assert calls  # called for the values (and once more, through autograd, to check loss_grads)
     torch.manual_seed(5)  # the fit's initialisation, shuffling and noise all derive from its seed
     model = CVAE()
     perm = np.random.default_rng(5).permutation(16)
     eps = torch.randn(1, 16, 2, generator=torch.Generator().manual_seed(5))[0]
     xb, cb = fit.scaled_features(x)[perm], fit.scaled_conditions(c)[perm]
-    calls.clear()
     with torch.no_grad():
-        out = train_mod._LossTerms(model)(xb, cb, eps, torch.ones(16))
         mu, logvar, _ = model.encode(xb, cb)
         expected = loss_terms(model.config, xb, model.decode(mu + torch.exp(0.5 * logvar) * eps, cb), mu, logvar, torch.ones(16))
-    assert len(calls) == 1 and torch.equal(out, expected)  # _LossTerms.forward is loss_terms, to the last bit
-    # the trainer's value went through vmap (a stack of one); batched kernels may round the last bit
-    # differently from the plain call, so allow 1 ulp of float32 (on the reference machine it is exact)
-    history = np.array([fit.history[k][0] for k in ("loss", "recon", "kl")], dtype=np.float32)
-    np.testing.assert_array_max_ulp(history, expected.numpy(), maxulp=1)
+    # the hand-written forward pass rounds differently from the module's: equal to float32 precision
+    np.testing.assert_allclose([fit.history[k][0] for k in ("loss", "recon", "kl")], expected.numpy(), rtol=1e-5)
+
+
+def test_a_loss_changed_without_its_gradient_stops_training(monkeypatch) -> None:
+    """loss_grads is checked against autograd on loss_terms at the first step: they cannot drift apart."""
+    import battgen.fused as fused
+    from battgen.model import loss_terms
+
+    def heavier_kl(cfg, x, x_hat, mu, logvar, w, free_bits=0.0, beta=None):
+        return loss_terms(cfg, x, x_hat, mu, logvar, w, free_bits, torch.tensor(2.0) if beta is None else 2 * beta)
+
+    monkeypatch.setattr(fused, "loss_terms", heavier_kl)
+    x, c = _toy(40)
+    with pytest.raises(RuntimeError, match="loss_grads is not the gradient of battgen.model.loss_terms"):
+        fit_generators([FitJob(x, c, 0)], train_config=FAST, progress=False)
 
 
 # --------------------------------------------------------------------------- the improved generators' options

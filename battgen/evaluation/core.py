@@ -26,7 +26,6 @@ from battgen.data import FEATURES
 from battgen.evaluation.generators import FITS, GENERATORS, GeneratorSettings, Rows, applies, fit_models, generate, generator
 from battgen.evaluation.split import Split
 from battgen.protocol import soc_percent
-from battgen.soh import make_forest, mape
 from battgen.train import FittedCVAE
 
 __all__ = [
@@ -101,6 +100,8 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
     row per level, method and value of ``by``: the scores of each physical battery, which is what
     battery-level statistics resample (:func:`battgen.evaluation.stats.battery_summary`).
     """
+    from battgen.soh import make_forest, mape  # scikit-learn, on first use
+
     unknown = set(predictors) - set(PREDICTORS)
     if unknown:
         raise ValueError(f"unknown predictor(s) {sorted(unknown)}; expected some of {list(PREDICTORS)}")

@@ -32,12 +32,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from battgen.config import CVAEConfig, TrainConfig
 from battgen.data import FEATURES, VOLTAGE_RANGE_V
 from battgen.evaluation.split import Split
 from battgen.generate import authors_shift, latent_scaling, sample
 from battgen.interpolation import interpolate_features, loo_interpolation_residuals
-from battgen.model import CVAEConfig
-from battgen.train import FitJob, FittedCVAE, TrainConfig, fit_generators
+from battgen.train import FitJob, FittedCVAE, fit_generators  # torch is imported when a model is trained
 
 __all__ = [
     "Rows",
