@@ -47,7 +47,8 @@ class Run:
 
 def start(*args: object, cwd: Path, data_dir: Path, umask: int | None = None) -> subprocess.Popen:
     """Start ``python -m battgen.cli ARGS`` in a fresh process."""
-    env = {**os.environ, "BATTGEN_DATA_DIR": str(data_dir), "BATTGEN_PROGRESS": "0"}
+    env = {"OMP_NUM_THREADS": "1",  # several processes run at once: one thread each, no thread-pool contention
+           **os.environ, "BATTGEN_DATA_DIR": str(data_dir), "BATTGEN_PROGRESS": "0"}
     return subprocess.Popen([sys.executable, "-m", "battgen.cli", *map(str, args)], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=None if umask is None else (lambda: os.umask(umask)))
