@@ -71,12 +71,15 @@ class NoveltyScore:
         self.center_ = X.mean(axis=0)
         self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         self.reference_ = self._standardise(np.vstack([X, extra]))  # (n + m, F)
-        held_out = []
-        own = np.concatenate([groups, np.full(len(extra), None, dtype=object)]) if len(extra) else groups
-        for g in dict.fromkeys(groups.tolist()):
-            others = self.reference_[own != g]
-            held_out.append(self._distance(self._standardise(X[groups == g]), others))
-        self.calibration_ = np.concatenate(held_out) if held_out else np.zeros(0)
+        own = np.concatenate([groups.astype(object), np.full(len(extra), None, dtype=object)])
+        # one neighbour query for every battery at once: ask for enough neighbours to skip the
+        # battery's own rows, then keep the k-th nearest row of another battery (or of no battery)
+        size = max(np.unique(groups, return_counts=True)[1]) if len(groups) else 0
+        dist, idx = self._neighbours(self._standardise(X), self.reference_, self.k + size)  # (n, k + size)
+        foreign = own[idx] != groups[:, None]  # (n, k + size)
+        rank = np.cumsum(foreign, axis=1)  # how many foreign neighbours up to each column
+        hit = (rank == self.k) & foreign
+        self.calibration_ = np.where(hit.any(axis=1), dist[np.arange(len(X)), hit.argmax(axis=1)], math.inf)
         self.threshold_ = conformal_quantile(self.calibration_, 1.0 - self.false_alarm)
         if not np.isfinite(self.threshold_) and len(self.calibration_):
             # fewer than 1 / false_alarm scores: the largest held-out score (a false-alarm rate of
@@ -87,16 +90,21 @@ class NoveltyScore:
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return (np.asarray(X, dtype=float) - self.center_) / self.scale_
 
-    def _distance(self, Z: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        """Distance of each row of ``Z`` to its k-th nearest row of ``reference`` (RMS over features)."""
+    @staticmethod
+    def _neighbours(Z: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """RMS distances (over features) and indices of the ``k`` nearest reference rows of each row of ``Z``."""
         from sklearn.neighbors import NearestNeighbors
 
-        k = min(self.k, len(reference))
+        k = min(k, len(reference))
         if k == 0:
-            return np.full(len(Z), math.inf)
-        nn = NearestNeighbors(n_neighbors=k).fit(reference)
-        dist, _ = nn.kneighbors(Z)  # (n, k)
-        return dist[:, -1] / math.sqrt(Z.shape[1])
+            return np.zeros((len(Z), 0)), np.zeros((len(Z), 0), dtype=int)
+        dist, idx = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(reference).kneighbors(Z)
+        return dist / math.sqrt(Z.shape[1]), idx
+
+    def _distance(self, Z: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Distance of each row of ``Z`` to its k-th nearest row of ``reference`` (RMS over features)."""
+        dist, _ = self._neighbours(Z, reference, self.k)
+        return dist[:, -1] if dist.shape[1] else np.full(len(Z), math.inf)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Novelty of each pulse: RMS standardised distance to its k-th nearest training pulse."""

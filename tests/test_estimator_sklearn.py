@@ -111,3 +111,11 @@ def test_novelty_flags_another_design_not_new_batteries_of_the_same(data_dir: Pa
     other = load_pulsebat("NMC21", data_dir=data_dir)
     assert np.mean(est.novelty_score(same[FEATURES]) > est.novelty_threshold_) < 0.1
     assert np.mean(est.novelty_score(other[FEATURES]) > est.novelty_threshold_) > 0.9
+
+
+def test_one_measured_level_cannot_be_generated_from(data_dir: Path) -> None:
+    lfp = load_pulsebat("LFP35", data_dir=data_dir)
+    one = lfp[soc_percent(lfp) == 25]
+    with pytest.raises(ValueError, match="one measured SOC level .25 %.; generator 'interpolation' needs at least two"):
+        SOHEstimator(calibration_folds=0).fit(one)
+    assert SOHEstimator(generator="none", calibration_folds=0).fit(one).generated_soc_ == []

@@ -305,6 +305,11 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
             copy_frames.append(df[~held_out].reset_index(drop=True))
     everyone, all_frames = list(estimators) + copies, frames + copy_frames
     splits = [None if est.generic_ or "soc" not in df.columns else est._split(df) for est, df in zip(everyone, all_frames)]
+    for est, split in zip(estimators, splits):
+        if split is not None and est.generator != "none" and split.levels and len(split.train_levels) < 2:
+            raise ValueError(f"training data: one measured SOC level ({split.train_levels[0]} %); generator "
+                             f"{est.generator!r} needs at least two to learn how the pulses change with SOC "
+                             f"(measure another level, or use generator='none')")
     by_epochs: dict[int, list[int]] = {}
     for i, est in enumerate(everyone):
         by_epochs.setdefault(int(est.epochs), []).append(i)
