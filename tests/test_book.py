@@ -263,7 +263,7 @@ def test_an_unknown_profile_is_named_in_the_error():
         parameters_for("nope", None, Path("results"))
 
 
-def test_profile_train_config_and_runner_parameters():
+def test_profile_train_config_and_runner_parameters(tmp_path):
     from battgen.book import profile
     from battgen.book.runner import parameters_for
     from battgen.train import TrainConfig
@@ -273,10 +273,11 @@ def test_profile_train_config_and_runner_parameters():
     assert parameters_for("full", "/data", Path("/r")) == {
         "profile": "full", "seeds": [0, 1, 2], "data_dir": "/data", "results_dir": "/r", "progress": False}
     # as the runner calls it: relative to the kernel's folder, so no page shows the machine's folders
-    work = REPO / "book" / "notebooks"
-    relative = parameters_for("smoke", str(REPO.parent / "shared" / "pulsebat"), REPO / "results" / "smoke", work)
+    repo = tmp_path / "repo"
+    work = repo / "book" / "notebooks"
+    relative = parameters_for("smoke", str(tmp_path / "shared" / "pulsebat"), repo / "results" / "smoke", work)
     assert relative["data_dir"] == "../../../shared/pulsebat" and relative["results_dir"] == "../../results/smoke"
-    assert parameters_for("smoke", None, REPO / "r", work)["data_dir"] is None
+    assert parameters_for("smoke", None, repo / "r", work)["data_dir"] is None
 
 
 def test_glue_helper_types_values_as_documented(monkeypatch):
