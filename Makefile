@@ -79,8 +79,9 @@ linkcheck: setup
 reproduce: setup
 	$(VENV)/bin/battgen reproduce --battery all --pulse-width 5 --seeds 0 1 2 --out results/
 
+# One table: each speed figure of issue 13 against a reference measured in the same run, with the load average.
 bench: setup
-	$(PY) benchmarks/bench_reproduce.py
+	$(PY) benchmarks/bench_speed.py
 
 clean:
 	rm -rf _build book/_build book/notebooks results .stamps

@@ -1,0 +1,203 @@
+"""Speed where users wait (issue 13): one table, every figure against a reference measured in the same run.
+
+Rows (each with the machine's 1-minute load average before it and the highest seen while it ran):
+
+- one CVAE fit of the paper's model (LMO 10 Ah case 0, 570 rows, 50 epochs) against the plain
+  single-thread PyTorch loop of ``benchmarks/reference_loop.py`` on the same rows (goal: 5x faster);
+  both are warmed up once (torch.optim imports ~800 modules on first use) and timed 3 times (median);
+- ``battgen reproduce --battery all --pulse-width 5 --seeds 0`` (4 types x 8 cases, both phases)
+  as a fresh process: wall time against the authors' released code on this machine (384 s, issue 2's
+  measurement; TensorFlow is not installed here, so it is not re-run; goal 40x) and against 4 plain
+  loop fits (goal: at most that), and its peak resident memory (goal: 400 MB);
+- with one other CPU-bound process started by this script (``while True: pass``, killed after each
+  measurement, at most 15 minutes), the one fit, the grid and ``battgen train --generator cvae``
+  again: loaded time / quiet time (goal: at most 2);
+- ``battgen train`` end to end (process start to model file written) with the default generator
+  (goal 3 s) and with ``--generator cvae`` (goal 5 s), and ``battgen --help`` (goal 0.5 s);
+- with ``--unit-tests``: the unit-test part of ``make test`` (``pytest -n 2 tests``), for the record.
+
+Usage: python benchmarks/bench_speed.py [--skip-load] [--unit-tests]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+AUTHORS_GRID_S = 384.0
+"""The authors' released code (TensorFlow), full 5 s grid, on this machine (issue 2's measurement)."""
+_PEAK = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); " \
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+_BUSY = "import time\nend = time.time() + 900\nwhile time.time() < end:\n    pass\n"
+
+
+class LoadWatch:
+    """The 1-minute load average before a measurement and the highest seen during it (sampled every 0.5 s)."""
+
+    def __enter__(self) -> "LoadWatch":
+        self.before = self.during = os.getloadavg()[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self.during = max(self.during, os.getloadavg()[0])
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.during = max(self.during, os.getloadavg()[0])
+
+
+@contextmanager
+def busy_process():
+    """One other CPU-bound process for the duration of the block (bounded to 15 minutes, killed after)."""
+    proc = subprocess.Popen([sys.executable, "-c", _BUSY])
+    try:
+        time.sleep(1.0)  # let it take its core
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def command(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident MB of a fresh process running ``args``."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _PEAK, *args], capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr}")
+    return elapsed, int(done.stdout.split()[-1]) / 1024
+
+
+def battgen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "battgen.cli", *args]
+
+
+def median_time(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def add(self, figure: str, value: float, unit: str, reference: str, ref_value: float | None, ratio: float | None,
+            goal: str, ok: bool, load: LoadWatch) -> None:
+        self.rows.append((figure, f"{value:.2f} {unit}", reference, "" if ref_value is None else f"{ref_value:.2f} {unit}",
+                          "" if ratio is None else f"{ratio:.2f}x", goal, "pass" if ok else "FAIL",
+                          f"{load.before:.2f}", f"{load.during:.2f}"))
+        print(f"  ... {figure}: {value:.2f} {unit}", file=sys.stderr, flush=True)
+
+    def print(self) -> None:
+        head = ("figure", "value", "reference (same run)", "reference value", "ratio", "goal", "", "load before", "load during")
+        widths = [max(len(str(r[i])) for r in [head, *self.rows]) for i in range(len(head))]
+        line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        print(line(head))
+        print("  ".join("-" * w for w in widths))
+        for r in self.rows:
+            print(line(r))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-load", action="store_true", help="skip the measurements with a busy process")
+    ap.add_argument("--unit-tests", action="store_true", help="also time the unit-test part of make test")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    from battgen.data import load_pulsebat
+    from battgen.evaluation.generators import FITS, GeneratorSettings
+    from battgen.evaluation.split import paper_split
+    from battgen.train import fit_generators
+    from reference_loop import paper_rows, plain_fit
+
+    table = Table()
+    job = FITS["paper"].job(paper_split(load_pulsebat("LMO10"), case=0, seed=0), GeneratorSettings().feature_bounds)
+    x, c = paper_rows()
+
+    def ours() -> None:
+        fit_generators([job], progress=False)
+
+    def plain() -> None:
+        plain_fit(x, c)
+
+    ours(), plain()  # warm-up: first-use imports and allocations
+    with LoadWatch() as load:
+        t_plain = median_time(plain)
+        t_fit = median_time(ours)
+    table.add(f"one CVAE fit ({len(x)} rows, 50 epochs)", t_fit, "s", "plain PyTorch loop", t_plain, t_plain / t_fit,
+              ">= 5x faster", t_plain / t_fit >= 5, load)
+
+    out = tempfile.mkdtemp(prefix="battgen-bench-")
+    grid_cmd = battgen("reproduce", "--battery", "all", "--pulse-width", "5", "--seeds", "0", "--out", out, "--no-progress")
+    with LoadWatch() as load:
+        t_grid, mem_grid = command(grid_cmd)
+    table.add("5 s grid (battgen reproduce, 32 cases x 2 phases)", t_grid, "s", "authors' code (stored)", AUTHORS_GRID_S,
+              AUTHORS_GRID_S / t_grid, ">= 40x faster", AUTHORS_GRID_S / t_grid >= 40, load)
+    table.add("5 s grid", t_grid, "s", "4 plain-loop fits", 4 * t_plain, 4 * t_plain / t_grid, ">= 1x (within 4 fits)",
+              t_grid <= 4 * t_plain, load)
+    table.add("5 s grid, peak resident memory", mem_grid, "MB", "goal", 400.0, None, "<= 400 MB", mem_grid <= 400, load)
+
+    model = str(Path(out) / "model.pt")
+    train = ["train", "--battery", "LMO10", "--soc", "5", "25", "50", "--out", model, "--no-progress"]
+    with LoadWatch() as load:
+        t_train, _ = command(battgen(*train))
+    table.add("battgen train (default generator), end to end", t_train, "s", "goal", 3.0, None, "<= 3 s", t_train <= 3, load)
+    with LoadWatch() as load:
+        t_cvae, _ = command(battgen(*train, "--generator", "cvae"))
+    table.add("battgen train --generator cvae, end to end", t_cvae, "s", "goal", 5.0, None, "<= 5 s", t_cvae <= 5, load)
+    with LoadWatch() as load:
+        t_help = float(np.median([command(battgen("--help"))[0] for _ in range(3)]))
+    table.add("battgen --help", t_help, "s", "goal", 0.5, None, "< 0.5 s", t_help < 0.5, load)
+
+    if not args.skip_load:
+        with busy_process(), LoadWatch() as load:
+            t_fit_busy = median_time(ours)
+        table.add("one CVAE fit, one other busy process", t_fit_busy, "s", "same, quiet (above)", t_fit,
+                  t_fit_busy / t_fit, "<= 2x slower", t_fit_busy <= 2 * t_fit, load)
+        with busy_process(), LoadWatch() as load:
+            t_grid_busy, _ = command(grid_cmd)
+        table.add("5 s grid, one other busy process", t_grid_busy, "s", "same, quiet (above)", t_grid,
+                  t_grid_busy / t_grid, "<= 2x slower", t_grid_busy <= 2 * t_grid, load)
+        with busy_process(), LoadWatch() as load:
+            t_cvae_busy, _ = command(battgen(*train, "--generator", "cvae"))
+        table.add("battgen train --generator cvae, one other busy process", t_cvae_busy, "s", "same, quiet (above)",
+                  t_cvae, t_cvae_busy / t_cvae, "<= 2x slower", t_cvae_busy <= 2 * t_cvae, load)
+
+    if args.unit_tests:
+        with LoadWatch() as load:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "tests"], cwd=HERE.parent,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            t_unit = time.perf_counter() - t0
+        table.add("unit tests of make test (pytest -n 2 tests)", t_unit, "s", "goal (all of make test)", 300.0, None,
+                  "(record)", True, load)
+
+    print(f"\nmachine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), Python {sys.version.split()[0]}")
+    table.print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

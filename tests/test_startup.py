@@ -1,0 +1,67 @@
+"""What the light commands and modules import: nothing heavy before it is needed (behaviour only, no timings).
+
+torch costs 1.5-2 s to import, scikit-learn about 1 s and pandas 0.3 s; ``battgen --help``, ``import
+battgen`` and the modules that only describe settings must not pay for them. Each check runs a fresh
+interpreter and reads ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "sklearn", "matplotlib", "scipy")
+
+
+def _loaded(code: str) -> dict[str, bool]:
+    """Which of torch, sklearn, matplotlib, scipy and pandas a fresh interpreter has imported after ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps({{m: m in sys.modules for m in {list(HEAVY) + ['pandas']}}}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_import_battgen_imports_nothing_heavy() -> None:
+    assert not any(_loaded("import battgen").values())
+
+
+def test_the_command_line_and_its_help_import_no_torch_or_sklearn() -> None:
+    loaded = _loaded("import battgen.cli")
+    assert not any(loaded[m] for m in HEAVY), loaded
+    loaded = _loaded("import sys\nfrom battgen.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass")
+    assert not any(loaded[m] for m in HEAVY), loaded
+
+
+def test_settings_scalers_and_generation_rules_need_no_torch() -> None:
+    """Training settings, fitted-model containers and generation rules import without torch; torch comes with
+    the first fit or model."""
+    loaded = _loaded("import battgen.config, battgen.train, battgen.generate, battgen.data")
+    assert not loaded["torch"] and not loaded["sklearn"], loaded
+
+
+def test_the_settings_are_one_class_wherever_they_are_imported_from() -> None:
+    import battgen.config
+    import battgen.model
+    import battgen.train
+
+    assert battgen.model.CVAEConfig is battgen.config.CVAEConfig
+    assert battgen.train.TrainConfig is battgen.config.TrainConfig
+
+
+def test_lazy_package_attributes() -> None:
+    import battgen
+    from battgen.data import BATTERIES, load_pulsebat
+
+    assert battgen.BATTERIES is BATTERIES and battgen.load_pulsebat is load_pulsebat
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        battgen.nope  # noqa: B018
+
+
+@pytest.mark.xfail(reason="battgen.evaluation.paper and .leakfree import CVAEConfig from battgen.model (torch); "
+                          "from battgen.config they would not", strict=False)
+def test_the_evaluation_core_and_the_estimator_import_without_torch() -> None:
+    """The generator registry and the evaluation core import torch only to train or run a CVAE."""
+    assert not _loaded("import battgen.evaluation.generators, battgen.evaluation.core, battgen.estimator")["torch"]
