@@ -34,7 +34,7 @@ def test_estimate_schema_file_passes_ids_through(model: Path, data_dir: Path, tm
     df.to_csv(tmp_path / "pulses.csv", index=False)
     assert main(["estimate", "--model", str(model), str(tmp_path / "pulses.csv"), "--out", str(tmp_path / "soh.csv")]) == 0
     out = pd.read_csv(tmp_path / "soh.csv", dtype={"battery_id": str, "cell": str})
-    assert list(out.columns) == ["battery_id", "cell", "soh_estimate"]
+    assert list(out.columns) == ["battery_id", "cell", "soh_estimate", "novelty", "novel"]
     assert out["battery_id"].tolist() == df["battery_id"].tolist()
     np.testing.assert_allclose(out["soh_estimate"], SOHEstimator.load(model).predict(df[FEATURES]), rtol=0, atol=1e-15)
 

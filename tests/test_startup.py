@@ -60,8 +60,7 @@ def test_lazy_package_attributes() -> None:
         battgen.nope  # noqa: B018
 
 
-@pytest.mark.xfail(reason="battgen.evaluation.paper and .leakfree import CVAEConfig from battgen.model (torch); "
-                          "from battgen.config they would not", strict=False)
 def test_the_evaluation_core_and_the_estimator_import_without_torch() -> None:
     """The generator registry and the evaluation core import torch only to train or run a CVAE."""
     assert not _loaded("import battgen.evaluation.generators, battgen.evaluation.core, battgen.estimator")["torch"]
+    assert not _loaded("import battgen.evaluation.paper, battgen.evaluation.leakfree")["torch"]

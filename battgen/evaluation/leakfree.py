@@ -36,7 +36,7 @@ from battgen.evaluation.core import PREDICTORS, RESULT_COLUMNS, constant_predict
 from battgen.evaluation.generators import GENERATORS, IMPROVED_MODEL, GeneratorSettings
 from battgen.evaluation.split import derive_seed, grouped_folds, leakfree_splits
 from battgen.io import write_table
-from battgen.model import CVAEConfig
+from battgen.config import CVAEConfig
 from battgen.protocol import ALL_SOC, CASES, soc_percent
 from battgen.soh import mape
 from battgen.train import TrainConfig

@@ -26,7 +26,7 @@ from battgen.evaluation.core import evaluate_known_soc
 from battgen.evaluation.generators import GENERATORS, GeneratorSettings, applies, generate
 from battgen.evaluation.split import Split, paper_split
 from battgen.io import write_table
-from battgen.model import CVAEConfig
+from battgen.config import CVAEConfig
 from battgen.protocol import CASES, case_kind
 from battgen.train import FittedCVAE, TrainConfig
 
