@@ -59,13 +59,13 @@ progress = False
 # package source), so a rebuild with unchanged code reuses them
 # (`python benchmarks/bench_leakfree.py` fills the same cache).
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import glue_key, put, setup_chapter
+from battgen.book import glue_key, put, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import collapse_diagnostics, outside_training_range
 from battgen.estimator import SOHEstimator
@@ -91,7 +91,7 @@ print(f"profile {prof.name}: {prof.epochs} epochs, {prof.folds} folds, cases {li
 # is the paper's: `phase2_sample` in interpolation cases, `phase2_latent_scaling` in extrapolation
 # cases (generation conditioned on the test batteries' true SOH, as in the paper).
 
-# %%
+# %% tags=["hide-input"]
 paper_res = paper.with_phase2(paper.run_grid(paper.ExperimentConfig(cases=prof.cases, seeds=prof.seeds, train=prof.train_config(),
                                                                    progress=progress, baselines=True), frames))
 write_table(paper_res, out_dir / "paper_protocol_baselines.csv")
@@ -99,9 +99,9 @@ paper_methods = ["baseline_constant", "phase1", "baseline_interpolation", "basel
 paper_table = (paper.summarize(paper_res[paper_res["method"].isin(paper_methods)], by=("battery", "kind", "method"))
                .pivot_table(index=["battery", "kind"], columns="method", values="mape", sort=False)[paper_methods])
 write_table(paper_table.reset_index(), out_dir / "paper_protocol_summary.csv")
-paper_table.round(2)
+table(paper_table.reset_index(), "Mean MAPE (%) under the paper's protocol, per battery type and kind of case")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-cell"]
 const = paper.summarize(paper_res[paper_res["method"] == "baseline_constant"], by=("battery",)).set_index("battery")["mape"]
 for b in BATTERIES:
     put(f"paper_const_{glue_key(b)}", const[b])
@@ -139,7 +139,7 @@ print("constant predictor MAPE (%):", {b: round(float(const[b]), 2) for b in BAT
 # | `phase2_cvae_plus` | improved CVAE: linear output, feature scaler fixed on 1.5-5 V, KL annealing, free bits |
 # | `phase2_residual` | interpolated pulses plus a residual from a CVAE trained on leave-one-level-out interpolation residuals |
 
-# %%
+# %% tags=["hide-input"]
 lf_cfg = LeakFreeConfig(cases=prof.cases, seeds=prof.leakfree_seeds, n_folds=prof.folds, train=prof.train_config(),
                         by=("cell",), progress=progress)
 lf = paper.with_phase2(run_leakfree(lf_cfg, frames, cache_dir=out_dir / "leakfree_cache" if FULL else None))
@@ -149,8 +149,8 @@ lf_methods = ["baseline_constant", "phase1", "baseline_interpolation", "baseline
 lf = lf[lf["method"].isin(lf_methods)]
 lf_case = stats.battery_summary(lf, by=("battery", "case", "kind", "method"))
 write_table(lf_case, out_dir / "leakfree_by_case.csv")
-lf_case.pivot_table(index=["battery", "case", "kind"], columns="method", values="mape", sort=False)[
-    [m for m in lf_methods if m in set(lf_case["method"])]].round(2)
+table(lf_case.pivot_table(index=["battery", "case", "kind"], columns="method", values="mape", sort=False)[
+    [m for m in lf_methods if m in set(lf_case["method"])]].reset_index(), "Leak-free mean MAPE (%) per battery type and case")
 
 # %% [markdown]
 # ## Battery-level statistics
@@ -161,13 +161,14 @@ lf_case.pivot_table(index=["battery", "case", "kind"], columns="method", values=
 # (`battgen.evaluation.stats.battery_summary`). Pooled over the cases, per battery type and kind
 # of case, mean MAPE with its 95 % battery-level interval:
 
-# %%
+# %% tags=["hide-input"]
 lf_kind = stats.battery_summary(lf, by=("battery", "kind", "method"))
 write_table(lf_kind, out_dir / "leakfree_by_kind.csv")
 fmt = lf_kind.assign(cell=lambda d: d.apply(lambda r: f"{r.mape:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", axis=1))
-fmt.pivot_table(index=["battery", "kind"], columns="method", values="cell", aggfunc="first", sort=False)[lf_methods]
+table(fmt.pivot_table(index=["battery", "kind"], columns="method", values="cell", aggfunc="first", sort=False)[lf_methods]
+      .reset_index(), "Leak-free mean MAPE (%) [95 % battery-level interval], per battery type and kind of case")
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
 for ax, kind in zip(axes, ["interpolation", "extrapolation"]):
     sub = lf_kind[lf_kind["kind"] == kind]
@@ -194,7 +195,7 @@ fig.tight_layout();
 # compare two methods on the same battery rows; negative means the first method is better, and
 # `frac_better` is the share of batteries for which it is.
 
-# %%
+# %% tags=["hide-input"]
 best_rows = stats.chosen_rows(lf, stats.crossfit_choice(lf, BASELINE_METHODS), "best_baseline")
 best_name = stats.crossfit_choice(lf, BASELINE_METHODS).groupby("battery")["chosen"].agg(lambda c: c.mode().iloc[0])
 lf_all = pd.concat([lf, best_rows], ignore_index=True)
@@ -203,16 +204,17 @@ write_table(overall, out_dir / "leakfree_overall.csv")
 ratio = overall.pivot_table(index="battery", columns="method", values="mape", sort=False)
 ratio = ratio.div(ratio["baseline_constant"], axis=0)
 write_table(ratio.reset_index(), out_dir / "leakfree_ratio_to_constant.csv")
-ratio[lf_methods + ["best_baseline"]].round(2)
+table(ratio[lf_methods + ["best_baseline"]].reset_index(), "MAPE as a multiple of the constant predictor's, per battery type")
 
-# %%
+# %% tags=["hide-input"]
 pairs = [("phase2_paper", "best_baseline"), ("phase2_cvae_plus", "best_baseline"), ("phase2_residual", "best_baseline"),
          ("phase2_residual", "baseline_interpolation"), ("phase2_cvae_plus", "phase2_paper")]
 diffs = pd.concat([stats.battery_differences(lf_all, m, ref) for m, ref in pairs], ignore_index=True)
 write_table(diffs, out_dir / "leakfree_paired_differences.csv")
-diffs.round(3)
+table(diffs, "Paired differences in MAPE (percentage points; negative favours the first method), battery-level 95 % intervals",
+      formats={"frac_better": "{:.0%}"})
 
-# %%
+# %% tags=["hide-input"]
 for b in BATTERIES:
     k = glue_key(b)
     row = overall[(overall["battery"] == b)].set_index("method")
@@ -252,13 +254,13 @@ put("lf_cells", int(lf_kind[["battery", "kind"]].drop_duplicates().shape[0]))
 # (`battgen.evaluation.stats.verdicts`). "generation helps" means the interval lies entirely below
 # zero; "baseline better" entirely above; otherwise the batteries cannot tell the two apart.
 
-# %%
+# %% tags=["hide-input"]
 verdict = stats.verdicts(lf)
 write_table(verdict, out_dir / "leakfree_verdict.csv")
 for call in stats.VERDICTS:
     put("verdict_" + call.replace(" ", "_"), int((verdict["verdict"] == call).sum()))
 put("verdict_interp_best", int((verdict["baseline"] == "baseline_interpolation").sum()))
-verdict.round(2)
+table(verdict, "Verdict per battery type and kind of case (best baseline and best generator chosen per fold on the other folds)")
 
 # %% [markdown]
 # Of the {glue:text}`lf_cells:.0f` cells, generation helps clearly in
@@ -279,13 +281,14 @@ verdict.round(2)
 # produce voltages inside the training range, while most feature values at extrapolated levels lie
 # outside it:
 
-# %%
+# %% tags=["hide-input"]
 outside = pd.DataFrame([{"battery": b, "case": c, **outside_training_range(frames[b], c)} for b in BATTERIES
                         for c in CASES if c >= 4])
 write_table(outside, out_dir / "outside_training_range.csv")
-outside.pivot_table(index="battery", columns="case", values="share", sort=False).round(2)
+table(outside.pivot_table(index="battery", columns="case", values="share", sort=False).reset_index(),
+      "Share of feature values at a case's unseen levels outside the training levels' range", formats={c: "{:.0%}" for c in (4, 5, 6, 7)})
 
-# %%
+# %% tags=["hide-input"]
 case1 = [paper_split(frames[b], 1, 0) for b in BATTERIES]
 fits = fit_models([(s, "paper") for s in case1] + [(s, "plus") for s in case1], lf_cfg.settings(), progress)
 collapse = pd.DataFrame([{"battery": s.battery, "generator": name,
@@ -295,7 +298,7 @@ write_table(collapse, out_dir / "latent_collapse.csv")
 put("collapse_kl_paper", collapse.loc[collapse["generator"] == "paper", "kl_last_epoch"].max())
 put("collapse_z_paper", collapse.loc[collapse["generator"] == "paper", "decoder_uses_z_mv"].max())
 put("collapse_kl_plus", collapse.loc[collapse["generator"] == "cvae_plus", "kl_last_epoch"].min())
-collapse.round(4)
+table(collapse, "Signs of latent collapse, case 1, seed 0 (KL of the last epoch in nats; decoder use of z in mV)", digits=4)
 
 # %% [markdown]
 # On case 1 (training on 5, 10, 30, 40, 50 % SOC, all batteries, seed 0) the paper's generators end
@@ -330,16 +333,17 @@ collapse.round(4)
 # fitted on the training batteries measured at 5, 25 and 50 % SOC, then asked for the SOH of the
 # held-out batteries at all ten SOC levels, without their SOC.
 
-# %%
+# %% tags=["hide-input"]
 est = run_estimator_benchmark(seeds=prof.leakfree_seeds, n_folds=prof.folds, epochs=prof.epochs, frames=frames,
                               progress=progress, cache_dir=out_dir / "estimator_cache" if FULL else None, by=("cell",))
 write_table(est, out_dir / "estimator_results.csv")
 est_summary = stats.battery_summary(est.rename(columns={"generator": "method"}), by=("battery", "method"))
 write_table(est_summary, out_dir / "estimator_summary.csv")
-est_summary.assign(cell=lambda d: d.apply(lambda r: f"{r.mape:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", axis=1)).pivot_table(
-    index="battery", columns="method", values="cell", aggfunc="first", sort=False)
+table(est_summary.assign(cell=lambda d: d.apply(lambda r: f"{r.mape:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", axis=1))
+      .pivot_table(index="battery", columns="method", values="cell", aggfunc="first", sort=False).reset_index(),
+      "SOC unknown: MAPE (%) [95 % battery-level interval] of the estimator per generator, held-out batteries, all ten levels")
 
-# %%
+# %% tags=["hide-input"]
 GEN_COLOR = {"constant": "black", "none": "0.55", "interpolation": "tab:blue", "residual": "tab:green",
              "cvae": "tab:red", "cvae_plus": "tab:orange"}
 GEN_STYLE = {g: ("--" if g == "constant" else "o-") for g in GEN_COLOR}
@@ -355,7 +359,7 @@ for ax, b in zip(axes, BATTERIES):
 axes[-1].legend(fontsize=7)
 fig.tight_layout();
 
-# %%
+# %% tags=["hide-input"]
 default = SOHEstimator().generator
 put("est_default", default)
 for b in BATTERIES:

@@ -156,7 +156,7 @@ def test_notebook_follows_the_chapter_conventions(chapter):
 
 VISIBILITY = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell", "teach"}
 """Every code cell carries one of these tags: hidden behind a toggle, removed, or ``teach`` (shown on purpose)."""
-ADOPTING = {"06_beyond_the_paper": "chapter 6 is being rewritten; it takes on the cell-tag and table conventions then"}
+ADOPTING: dict[str, str] = {}
 """Chapters that do not follow the page conventions yet (each test shows them as xfail with the reason)."""
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SITE = REPO / "_build" / "html"
 CHAPTERS = chapters(REPO)
 VISIBILITY = ("hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell", "teach")
-ADOPTING = {"06_beyond_the_paper": "chapter 6 is being rewritten; it takes on the cell-tag and table conventions then"}
+ADOPTING: dict[str, str] = {}
 
 pytestmark = pytest.mark.book
 
