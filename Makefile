@@ -77,7 +77,7 @@ linkcheck: setup
 	BATTGEN_BOOK_EXECUTE=0 $(JUPYTER_BOOK) build book/ --builder linkcheck
 
 reproduce: setup
-	$(VENV)/bin/battgen reproduce --battery all --pulse-width 5 --seeds 0 1 2 --out results/
+	$(VENV)/bin/battgen reproduce --battery all --pulse-width 5 --seeds 0 1 2 --out results/ --force
 
 # One table: each speed figure of issue 13 against a reference measured in the same run, with the load average.
 bench: setup
