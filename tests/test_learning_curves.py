@@ -13,6 +13,7 @@ from battgen.evaluation.learning_curves import (
     PREDICTION_COLUMNS,
     V_REF,
     LearningCurveConfig,
+    best_generator,
     crossing_points,
     draw_split,
     generator_savings,
@@ -138,7 +139,7 @@ def _synthetic_predictions() -> pd.DataFrame:
                 rows += [{**key, "method": "constant", "prediction": 0.88}, {**key, "method": "good", "prediction": 0.8 + good}]
                 if m >= 2:
                     rows += [{**key, "method": "interpolation", "prediction": 0.86},
-                             {**key, "method": "gen", "prediction": 0.84 if k == 2 else 0.87}]
+                             {**key, "method": "gen", "prediction": {1: 0.87, 2: 0.84}.get(k, 0.89)}]
     return pd.DataFrame(rows)[PREDICTION_COLUMNS]
 
 
@@ -147,6 +148,35 @@ def test_crossing_points_and_savings():
     assert (cross.loc["good", "k"], cross.loc["good", "m"]) == (2, 2)
     assert cross.loc["good", "diff"] == pytest.approx(-7.5)
     assert (cross.loc["interpolation", "k"], cross.loc["interpolation", "m"]) == (1, 2)  # fewest pulses first
+    assert (cross.loc["good", "k_stable"], cross.loc["good", "m_stable"]) == (2, 2)
+    flaky = _synthetic_predictions()
+    flaky.loc[(flaky.method == "good") & (flaky.k == 1) & (flaky.m == 1), "prediction"] = 0.81  # wins once at (1, 1)
+    cross = crossing_points(flaky).set_index("method")
+    assert (cross.loc["good", "k"], cross.loc["good", "m"]) == (1, 1)
+    assert (cross.loc["good", "k_stable"], cross.loc["good", "m_stable"]) == (2, 2)  # it loses at (1, 2) and (2, 1)
     savings = generator_savings(_synthetic_predictions(), generators=("gen",)).set_index(["k", "m"])
     assert list(savings.index) == [(1, 2), (2, 2), (4, 2)]  # only where interpolation runs
     assert savings["saves"].tolist() == [False, True, False]
+    assert savings["beats_constant"].tolist() == [True, True, False]  # 0.87, 0.84 and 0.89 against the constant's 0.88
+
+
+def test_generators_train_on_every_design_and_generate_for_the_new_one(frames):
+    from dataclasses import replace
+
+    from battgen.evaluation.generators import generate
+
+    d = new_design_draws(frames, "B", ks=(2,), ms=(2,), draws=1, seed=0)[0]
+    split = draw_split(frames, d)
+    rows = generate(replace(split, train=split.train[split.train["battery"] == "B"]), "interpolation")
+    n_batteries = frames["B"][frames["B"]["cell"].isin(d.train_cells)]["battery_id"].nunique()
+    assert len(rows.soh) == n_batteries * (len(ALL_SOC) - 2)  # the new design's batteries at its 8 unmeasured levels
+    assert len(split.conditions) == n_batteries * (len(ALL_SOC) - 2)  # SOH grid: one point per new-design battery
+    cfg = LearningCurveConfig(ks=(0, 2), ms=(1,), seeds=(0,), epochs=1, methods=("constant", "cvae_plus"), progress=False)
+    pred = run_learning_curves(frames, cfg)
+    assert set(pred[pred.method == "cvae_plus"].k) == {2} and np.isfinite(pred.prediction).all()
+
+
+def test_best_generator_compares_where_every_candidate_runs():
+    summary = pd.DataFrame({"design": "A", "method": ["cvae_plus", "residual", "cvae_plus", "residual", "cvae_plus"],
+                            "k": [1, 1, 2, 2, 4], "m": [2, 2, 2, 2, 1], "mape": [5.0, 4.0, 5.0, 4.5, 0.1]})
+    assert best_generator(summary)["A"] == "residual"  # the (4, 1) point has cvae_plus only and does not count

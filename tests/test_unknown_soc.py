@@ -129,11 +129,21 @@ def test_the_nested_choice_is_the_inner_winner_scored_outside(nmc21_run):
     chosen = run.choices[run.choices.chosen]
     assert len(chosen) == 2 and (chosen.groupby(["fold"]).size() == 1).all()
     for _, c in chosen.iterrows():
-        best = run.choices[run.choices.fold == c.fold]["inner_mape"].min()
-        assert c.inner_mape == best
+        fold = run.choices[run.choices.fold == c.fold]
+        assert c.method != "constant" and c.inner_mape == fold.loc[fold.method != "constant", "inner_mape"].min()
         mine = run.predictions[(run.predictions.method == NESTED) & (run.predictions.fold == c.fold)]
         theirs = run.predictions[(run.predictions.method == c.method) & (run.predictions.fold == c.fold)]
         assert np.array_equal(mine.prediction.to_numpy(), theirs.prediction.to_numpy())
+
+
+def test_choose_picks_the_lowest_inner_mape_among_the_candidates():
+    from battgen.evaluation.unknown_soc import choose
+
+    inner = pd.DataFrame({"battery": "T", "seed": 0, "fold": [0, 0, 0, 1, 1, 1], "method": ["constant", "a", "b"] * 2,
+                          "inner_mape": [1.0, 3.0, 2.0, 1.0, 2.0, 2.0]})
+    picked = choose(inner, ["a", "b"])
+    assert picked[picked.chosen].method.tolist() == ["b", "a"]  # the constant is not a candidate; ties: the first
+    assert choose(inner, ["constant", "a"])[lambda d: d.chosen].method.tolist() == ["constant", "constant"]
 
 
 def _predictions(scale: float) -> pd.DataFrame:
@@ -170,3 +180,19 @@ def test_nested_verdict_reads_the_choice():
     assert v["most_chosen"] == "invariant_forest" and v["share_chosen"] == pytest.approx(2 / 3)
     assert bool(v["new_method_wins"])
     assert not nested_verdict(summary.assign(mape=[3.5, 3.0, 5.0]), choices).iloc[0]["new_method_wins"]
+
+
+def test_best_per_type_and_the_recommended_default():
+    from battgen.evaluation.unknown_soc import CEILING, best_per_type, recommended_default
+
+    summary = pd.DataFrame({"battery": "T", "method": ["constant", "interpolation", "invariant_forest", CEILING],
+                            "mape": [10.0, 7.0, 5.0, 4.0], "ci_low": 0.0, "ci_high": 0.0, "ratio": [1.0, 0.7, 0.5, 0.4],
+                            "excess_high": [4.0, 1.0, -0.5, -2.0]})
+    best = best_per_type(summary, goal=0.6).iloc[0]
+    assert best["method"] == "invariant_forest" and best["gap"] == pytest.approx(-0.1) and best["reached"] and best["clearly"]
+    assert best["ceiling_ratio"] == pytest.approx(0.4) and best["interpolation_ratio"] == pytest.approx(0.7)
+    choices = pd.DataFrame({"battery": "T", "seed": 0, "fold": [0, 1], "method": "invariant_forest", "inner_mape": 1.0,
+                            "chosen": True})
+    verdict = pd.DataFrame({"battery": ["T"], "new_method_wins": [True]})
+    assert recommended_default(verdict, choices) == "invariant_forest"
+    assert recommended_default(verdict.assign(new_method_wins=False), choices) == "interpolation"

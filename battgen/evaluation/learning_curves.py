@@ -211,7 +211,10 @@ def run_learning_curves(frames: dict[str, pd.DataFrame], config: LearningCurveCo
                 pred = est.fit(split.train).predict(split.test)
             else:
                 rows = generate(new_only, method, fitted.get((i, method))) if method != "none" else None
-                Xg, yg = (X, y) if rows is None else (np.vstack([X, rows.X]), np.concatenate([y, rows.soh]))
+                if rows is not None:  # back into the representation: a decoder gives U1 = V_REF only approximately
+                    gen_X = rows.X.copy()  # (n_generated, 21)
+                    gen_X[:, 0] = V_REF
+                Xg, yg = (X, y) if rows is None else (np.vstack([X, gen_X]), np.concatenate([y, rows.soh]))
                 pred = make_forest(split.seed("forest")).fit(Xg, yg).predict(X_test)
             out.append(_rows(split, method, pred))
     return pd.concat(out, ignore_index=True)
@@ -246,17 +249,23 @@ def _ordered_points(table: pd.DataFrame) -> pd.DataFrame:
 def crossing_points(predictions: pd.DataFrame, reference: str = "constant", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per design and method: the smallest (k, m) (fewest ``k x m`` measured pulses, then fewest
     cells) at which the method clearly beats ``reference`` (the upper end of the cell-resampled 95 %
-    interval of the paired MAPE difference is below zero), with that difference. ``k``/``m`` are
-    NaN where it never does. Columns: design, method, k, m, diff, diff_low, diff_high."""
+    interval of the paired MAPE difference is below zero), with that difference; and the smallest
+    (k, m) from which on it beats it at every point with at least as many cells and levels
+    (``k_stable``, ``m_stable``: a small ``k`` also makes a poor constant, so a first win can be
+    followed by losses). NaN where there is none. Columns: design, method, k, m, diff, diff_low,
+    diff_high, k_stable, m_stable."""
     diffs = paired_difference(predictions, [m for m in predictions["method"].unique() if m != reference], reference,
                               keys=_PULSE, by=_POINT, n_boot=n_boot, seed=seed)
     rows = []
     for (design, method), g in _ordered_points(diffs).groupby(["design", "method"], sort=False):
-        hit = g[g["diff_high"] < 0]
+        beats = g["diff_high"] < 0
+        hit = g[beats]
         first = hit.iloc[0] if len(hit) else None
+        stable = [r for r in g.itertuples() if beats[(g["k"] >= r.k) & (g["m"] >= r.m)].all()]
         rows.append({"design": design, "method": method, "k": np.nan if first is None else first["k"],
                      "m": np.nan if first is None else first["m"],
-                     **{c: np.nan if first is None else first[c] for c in ("diff", "diff_low", "diff_high")}})
+                     **{c: np.nan if first is None else first[c] for c in ("diff", "diff_low", "diff_high")},
+                     "k_stable": stable[0].k if stable else np.nan, "m_stable": stable[0].m if stable else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -272,8 +281,13 @@ def best_generator(summary: pd.DataFrame, candidates: Sequence[str] = ("cvae_plu
 def generator_savings(predictions: pd.DataFrame, generators: Sequence[str] = ("cvae", "cvae_plus", "residual"),
                       reference: str = "interpolation", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per design, generator and (k, m) where ``reference`` runs: the paired MAPE difference
-    generator - reference with its cell-resampled interval, and the verdict ``saves`` (the interval
-    lies below zero: the generator beats interpolation at the same measurement)."""
+    generator - reference with its cell-resampled interval, the verdict ``saves`` (the interval
+    lies below zero: the generator beats interpolation at the same measurement) and
+    ``beats_constant`` (the generator also clearly beats the constant there; a saving that still
+    loses to the constant saves nothing a recycler would use)."""
     present = [g for g in generators if g in set(predictions["method"])]
     out = paired_difference(predictions, present, reference, keys=_PULSE, by=_POINT, n_boot=n_boot, seed=seed)
-    return out.assign(saves=out["diff_high"] < 0)
+    const = paired_difference(predictions, present, "constant", keys=_PULSE, by=_POINT, n_boot=n_boot, seed=seed)
+    out = out.merge(const[_POINT + ["method", "diff_high"]].rename(columns={"diff_high": "const_high"}), on=_POINT + ["method"],
+                    how="left")
+    return out.assign(saves=out["diff_high"] < 0, beats_constant=out["const_high"] < 0).drop(columns="const_high")

@@ -22,8 +22,9 @@ batteries at all ten levels, SOC not given), beside the constant predictor and t
 the interpolation and the paper-CVAE generators (the same ``random_state`` as that benchmark, so
 the same predictions). It returns one row per test pulse, so that intervals can resample physical
 batteries (:func:`summarize`, :func:`battgen.evaluation.stats.cluster_bootstrap`). The
-``nested_choice`` method picks, in every outer fold, the candidate with the lowest MAPE in an
-inner grouped cross-validation on the training batteries only; its outer score is the honest score
+``nested_choice`` method picks, in every outer fold, the candidate for the estimator (every scored
+method but the constant) with the lowest MAPE in an inner grouped cross-validation on the
+training batteries only; its outer score is the honest score
 of "choose by cross-validation, then deploy". The inner folds mimic the outer task with the rows a
 recycler has: the methods learn from the inner training batteries at the lowest and highest
 measured levels and are scored on the inner held-out batteries at the measured levels in between
@@ -63,6 +64,8 @@ __all__ = [
     "battery_errors",
     "paired_difference",
     "summarize",
+    "choose",
+    "with_nested_choice",
     "nested_verdict",
     "best_per_type",
     "recommended_default",
@@ -241,7 +244,7 @@ def run_unknown_soc(
     measured_soc: Sequence[int] = (5, 25, 50),
     seeds: Sequence[int] = (0,),
     n_folds: int = 3,
-    inner_folds: int | None = None,
+    inner_folds: int = 2,
     epochs: int = 50,
     *,
     ceiling: bool = True,
@@ -252,8 +255,9 @@ def run_unknown_soc(
     """Score ``methods`` (of :data:`BASELINES` and :data:`NEW_METHODS`) at unknown SOC, leak-free,
     plus the nested choice among them (and the all-levels ceiling with ``ceiling=True``).
 
-    ``inner_folds`` (default ``n_folds``) folds of the training batteries choose the method; the
-    SOHEstimator generators train for ``epochs`` epochs, all fits of the run as stacks.
+    ``inner_folds`` grouped folds of the training batteries choose the method (two keep the run
+    within minutes; each inner fold is as costly as an outer one); the SOHEstimator generators
+    train for ``epochs`` epochs, all fits of the run as stacks.
     """
     from tqdm.auto import tqdm
 
@@ -262,7 +266,7 @@ def run_unknown_soc(
     unknown = set(methods) - set(BASELINES) - set(NEW_METHODS)
     if unknown:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; expected some of {list(BASELINES) + list(NEW_METHODS)}")
-    units = _units(frames, measured_soc, seeds, n_folds, inner_folds or n_folds, group)
+    units = _units(frames, measured_soc, seeds, n_folds, inner_folds, group)
     generators = [m for m in methods if m in ("interpolation", "cvae")]
     plan = [(u, g) for u in units for g in generators]
     fitted = fit_estimators([SOHEstimator(generator=g, soc_levels=ALL_SOC, epochs=epochs, calibration_folds=0,
@@ -299,19 +303,32 @@ def run_unknown_soc(
     predictions = pd.concat(outer, ignore_index=True)
     if not inner_scores:  # no measured level lies between the lowest and the highest: nothing to choose on
         return UnknownSOCRun(predictions)
-    choices = _nested_choices(pd.DataFrame(inner_scores))
-    chosen = choices[choices["chosen"]][["battery", "seed", "fold", "method"]]
-    nested = predictions.merge(chosen, on=["battery", "seed", "fold", "method"]).assign(method=NESTED)
-    return UnknownSOCRun(pd.concat([predictions, nested[PREDICTION_COLUMNS]], ignore_index=True), choices)
+    choices = _nested_choices(pd.DataFrame(inner_scores), [m for m in methods if m != "constant"])
+    return UnknownSOCRun(with_nested_choice(predictions, choices), choices)
 
 
-def _nested_choices(inner: pd.DataFrame) -> pd.DataFrame:
-    """Per outer fold and method, the inner MAPE (pooled over inner folds) and whether it is the lowest."""
+def _nested_choices(inner: pd.DataFrame, candidates: Sequence[str]) -> pd.DataFrame:
+    """Per outer fold and method, the inner MAPE pooled over the inner folds, and the choice."""
     keys = ["battery", "seed", "fold"]
     pooled = inner.groupby(keys + ["method"], sort=False)[["ape_sum", "n"]].sum().reset_index()
-    pooled["inner_mape"] = pooled["ape_sum"] / pooled["n"]
-    first = pooled.groupby(keys, sort=False)["inner_mape"].idxmin()  # ties: the first method in the order given
-    return pooled.assign(chosen=pooled.index.isin(first))[keys + ["method", "inner_mape", "chosen"]]
+    return choose(pooled.assign(inner_mape=pooled["ape_sum"] / pooled["n"]), candidates)
+
+
+def choose(choices: pd.DataFrame, candidates: Sequence[str]) -> pd.DataFrame:
+    """Mark (``chosen``), per outer fold (battery, seed, fold), the method with the lowest
+    ``inner_mape`` among ``candidates`` (ties: the first row). Columns: battery, seed, fold,
+    method, inner_mape, chosen."""
+    keys = ["battery", "seed", "fold"]
+    choices = choices.reset_index(drop=True)
+    first = choices[choices["method"].isin(list(candidates))].groupby(keys, sort=False)["inner_mape"].idxmin()
+    return choices.assign(chosen=choices.index.isin(first))[keys + ["method", "inner_mape", "chosen"]]
+
+
+def with_nested_choice(predictions: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` plus, per outer fold, the chosen method's predictions again as :data:`NESTED`."""
+    chosen = choices[choices["chosen"]][["battery", "seed", "fold", "method"]]
+    nested = predictions.merge(chosen, on=["battery", "seed", "fold", "method"]).assign(method=NESTED)
+    return pd.concat([predictions[predictions["method"] != NESTED], nested[PREDICTION_COLUMNS]], ignore_index=True)
 
 
 # --------------------------------------------------------------------------- statistics over the predictions
