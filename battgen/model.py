@@ -246,9 +246,10 @@ def loss_terms(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.
     rows of the batch; ``w`` is 1 for a real row and 0 for padding (the stacked trainer pads
     short fits). The improved generators add a KL weight ``beta`` (annealing) and a floor of
     ``free_bits`` nats on the batch-mean KL of each latent dimension. :func:`battgen.train.fit_generators`
-    trains with exactly this function, for many fits at once: leading dimensions of the inputs
-    (``x`` (..., B, F), ``w`` (..., B), ``beta`` (...)) are independent batches, and the result is
-    then (3, ...).
+    records exactly this function on every mini-batch of every fit and steps along its gradient
+    (:func:`loss_grads`, checked against autograd on this function). Leading dimensions of the
+    inputs (``x`` (..., B, F), ``w`` (..., B), ``beta`` (...)) are independent batches, and the
+    result is then (3, ...).
     """
     recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=-1)  # (..., B)
     kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (..., B, L)
