@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # only for the annotations: `battgen --help` need not import pandas
+    import pandas as pd
 
 __all__ = ["ALL_SOC", "CASES", "case_kind", "test_levels", "soc_percent"]
 
