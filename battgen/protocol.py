@@ -8,7 +8,6 @@ SOC level is this row at" or "which step should the tester have run here" reads 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np
