@@ -314,7 +314,7 @@ second = lc.best_generator(curves)
 methods = ["constant", "none", "interpolation", "cvae", "cvae_plus", "residual", "invariant"]
 style = {"constant": ("black", "--"), "none": ("0.55", "-"), "interpolation": ("tab:blue", "-"), "cvae": ("tab:red", "-"),
          "cvae_plus": ("tab:orange", "-"), "residual": ("tab:green", "-"), "invariant": ("tab:purple", "-")}
-fig, axes = plt.subplots(len(BATTERIES), len(lc_cfg.ms), figsize=(12, 11), sharex=True)
+fig, axes = plt.subplots(len(BATTERIES), len(lc_cfg.ms), figsize=(12, 11), sharex=True, sharey="row")
 for row, design in zip(axes, BATTERIES):
     zero = curves[(curves["design"] == design) & (curves["k"] == 0)].set_index("method")["mape"]
     for ax, m in zip(row, lc_cfg.ms):
@@ -326,7 +326,6 @@ for row, design in zip(axes, BATTERIES):
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, color=style[method][0], ls=style[method][1], label=method)
         ax.set(title=f"{plotting.label(design)}, m = {m}", ylabel="MAPE (%)" if m == lc_cfg.ms[0] else None)
-        ax.set_yscale("log")
 for ax in axes[-1]:
     ax.set_xlabel("k: measured cells of the new design")
 axes[0][-1].legend(fontsize=7, loc="upper right")
