@@ -181,7 +181,7 @@ def run_learning_curves(frames: dict[str, pd.DataFrame], config: LearningCurveCo
     All generator fits of the run train first, as stacks (one per network); then per draw the
     forests and the invariant estimator.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: in a kernel without ipywidgets it warns with a machine path
 
     cfg = config or LearningCurveConfig()
     unknown = set(cfg.methods) - set(METHODS)

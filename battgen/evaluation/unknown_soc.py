@@ -259,7 +259,7 @@ def run_unknown_soc(
     within minutes; each inner fold is as costly as an outer one); the SOHEstimator generators
     train for ``epochs`` epochs, all fits of the run as stacks.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: in a kernel without ipywidgets it warns with a machine path
 
     from battgen.estimator import SOHEstimator, fit_estimators
 
