@@ -53,6 +53,8 @@ _NON_NEGATIVE = _integer(0, 2**32 - 1, "a non-negative integer (0 to 2**32 - 1)"
 _POSITIVE = _integer(1, None, "a positive integer")
 _CASE = _integer(min(CASES), max(CASES), f"a case number {min(CASES)}-{max(CASES)}")
 _TRAIN_SOC = _integer(1, 100, "an SOC level in % (an integer from 1 to 100)")
+_REGRESSORS = ("forest", "invariant_forest", "invariant_ridge", "invariant_ensemble", "soc_then_soh")
+"""battgen.estimator.REGRESSORS, written out so that parsing imports no scikit-learn (a test keeps them equal)."""
 _WORKSTEP_SOC = _integer(SOC_STEP_PCT, 100, f"an SOC level of the PulseBat test in % (a multiple of {SOC_STEP_PCT} "
                          "from 5 to 100)", SOC_STEP_PCT)
 
@@ -191,34 +193,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_rows(args: argparse.Namespace):
-    """The measured rows at the requested SOC levels, and where they come from; every level must have rows."""
-    import numpy as np
-    import pandas as pd
-
-    from battgen.data import load_pulsebat
-    from battgen.io import read_table
-
-    if args.data:
-        df = read_table(args.data, "training rows in the battgen.data schema (U1..U21, soc, soh, battery_id)")
-        source = args.data
-    else:
-        df = load_pulsebat(args.battery, args.pulse_width, data_dir=args.data_dir)
-        source = f"PulseBat {args.battery} ({args.pulse_width} s pulses)"
-    for col, what in (("soc", "the state of charge as a fraction"), ("soh", "the state of health as a fraction")):
-        if col not in df.columns:
-            raise ValueError(f"{source}: column {col!r} is missing; expected {what}")
-    soc = pd.to_numeric(df["soc"], errors="coerce")
-    if soc.isna().any():
-        raise ValueError(f"{source}: column 'soc', row {int(np.flatnonzero(soc.isna())[0]) + 2}: not a number (expected a fraction)")
-    socs = np.rint(soc.to_numpy(float) * 100).astype(int)
-    levels = sorted(set(args.soc))
-    absent = [s for s in levels if s not in set(socs.tolist())]
-    if absent:
-        raise ValueError(f"{source}: no rows at SOC {_levels(absent)} %; it has rows at {_levels(sorted(set(socs.tolist())))} %")
-    return df[np.isin(socs, levels)], source
-
-
 def _default_generator() -> str:
     from battgen.estimator import SOHEstimator
 
@@ -226,29 +200,41 @@ def _default_generator() -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from battgen.data import BATTERIES
     from battgen.io import check_output
 
     inputs = {args.data: "the training data (--data)"} if args.data else {
         p: "the PulseBat file read" for p in _pulsebat_inputs([BATTERIES[args.battery].files[args.pulse_width]], args.data_dir)}
     check_output(args.out, inputs=inputs, force=args.force, option="--out")
-    levels = sorted(set(args.soc))
+    if args.regressor not in (None, "forest") and args.generator not in (None, "interpolation"):
+        raise ValueError(f"--regressor {args.regressor} interpolates each battery's pulses in SOC itself; it takes "
+                         f"--generator interpolation (the default), not --generator {args.generator}")
+    t0 = time.perf_counter()
+    from battgen.estimator.inputs import declared_design, training_rows
+
+    df, source = training_rows(args.data, args.battery, args.pulse_width, args.data_dir, args.soc)
+    levels = sorted(set(args.soc or np.rint(df["soc"].to_numpy(float) * 100).astype(int).tolist()))
     if len(levels) < 2 and args.generator != "none":
-        raise ValueError(f"--soc {levels[0]}: one measured SOC level; generator {args.generator or _default_generator()!r} "
+        option = f"--soc {levels[0]}" if args.soc else f"{source}: column 'soc'"
+        raise ValueError(f"{option}: one measured SOC level; generator {args.generator or _default_generator()!r} "
                          f"needs at least two to learn how the pulses change with SOC (measure another level, or pass "
                          f"--generator none to train on {levels[0]} % only)")
-    t0 = time.perf_counter()
-    df, source = _training_rows(args)  # before torch is imported: a bad file is reported at once
+    design = declared_design(df, source, args.design)
     from battgen.estimator import SOHEstimator
 
-    est = SOHEstimator(generator=args.generator or _default_generator(), epochs=args.epochs, random_state=args.seed)
+    est = SOHEstimator(generator=args.generator or _default_generator(), regressor=args.regressor or "forest",
+                       soc_levels=ALL_SOC, epochs=args.epochs, random_state=args.seed)
     est.info_ = {"trained_on": source}
     est.fit(df, progress=_progress(args))
+    if design is not None:
+        est.design_["battery"] = design
     est.save(args.out)
     n_generated = len(est.train_y_) - est.n_measured_
     generated = f"{n_generated} generated rows at {_levels(est.generated_soc_)} % SOC" if n_generated else "no generated rows"
     print(f"trained {est!r} on {est.n_measured_} measured rows at {_levels(est.measured_soc_)} % SOC and {generated} "
-          f"in {time.perf_counter() - t0:.1f} s; wrote {args.out}")
+          f"in {time.perf_counter() - t0:.1f} s; design {est.design_['battery']}; wrote {args.out}")
     return 0
 
 
@@ -349,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "train the deployable SOH estimator (measured + generated SOC levels)")
     p.add_argument("--battery", type=_battery, default="LMO10", help="battery type whose PulseBat rows to train on "
                                                                    "(NMC2.1 LMO10 NMC21 LFP35)")
-    p.add_argument("--soc", type=_TRAIN_SOC, nargs="+", required=True,
-                   help="measured SOC levels in %% (e.g. 5 25 50); each must have rows, and a generator needs two or more")
+    p.add_argument("--soc", type=_TRAIN_SOC, nargs="+", default=None,
+                   help="measured SOC levels in %% to train on (e.g. 5 25 50); each must have rows, and a generator needs "
+                        "two or more (default: every level the training rows hold)")
     p.add_argument("--out", required=True, help="model file to write (e.g. model.pt); it records the battery design "
                                                 "and pulse width of the training rows")
     force(p, "--out")
@@ -359,7 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_POSITIVE, default=50, help="generator training epochs (positive)")
     p.add_argument("--seed", type=_NON_NEGATIVE, default=0, help="random_state of the generator and the forest")
     p.add_argument("--pulse-width", type=int, default=5, choices=[3, 5])
-    p.add_argument("--data", default=None, help="train on this CSV (battgen.data schema) instead of PulseBat")
+    p.add_argument("--regressor", default=None, choices=list(_REGRESSORS),
+                   help="what learns SOH from the pulses: forest (the paper's random forest, default) or an estimator on "
+                        "SOC-invariant pulse features (chapter 07), which takes --generator interpolation")
+    p.add_argument("--data", default=None, metavar="FILE.csv",
+                   help="train on your own measurements instead of PulseBat: a CSV with U1..U21 (volts), soc (fraction), "
+                        "soh (fraction), battery_id (the tested battery), optionally cell and battery (the design)")
+    p.add_argument("--design", default=None, metavar="NAME",
+                   help="the battery design recorded in the model when the training rows have no battery column "
+                        "(default: their battery column, else 'custom'); estimate refuses rows declaring another")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)

@@ -271,6 +271,12 @@ table(verdict.assign(battery=verdict["battery"].map(plotting.label)),
 # (`{glue:text}`us_default``). In LFP 35 Ah the inner cross-validation, which learns from 5 and
 # 50 % and checks at 25 %, favours {glue:text}`us_lfp35_chosen`.
 #
+# Each invariant method is an option of the deployable estimator, the same class with the same
+# seeds as scored here: `SOHEstimator(regressor="invariant_ensemble")` in Python, or
+# `battgen train --regressor invariant_ensemble ...` on the command line (also `invariant_forest`,
+# `invariant_ridge` and `soc_then_soh`). A recycler with one design can run this chapter's nested
+# choice on that design's own batteries and pick accordingly.
+#
 # ## New designs: learning curves
 #
 # For each design in turn, every method trains on the three other designs plus `k` cells of the

@@ -107,3 +107,91 @@ def test_estimate_writes_intervals_and_novelty(tmp_path, data_dir) -> None:
                                 str(tmp_path / "c.csv"), "--interval", "1.5"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "argument --interval" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "c.csv").exists()
+
+
+# --------------------------------------------------------------------------- bring your own data (--data)
+def _own_csv(data_dir: Path, path: Path, levels=None, battery: str | None = None) -> Path:
+    """A recycler's file in the battgen schema: U1..U21 (V), soc, soh (fractions), battery_id; no design column."""
+    df = load_pulsebat("NMC21", data_dir=data_dir)
+    if levels is not None:
+        df = df[np.isin(np.rint(df["soc"] * 100), levels)]
+    cols = [*FEATURES, "soc", "soh", "battery_id"]
+    out = df[cols].assign(battery=battery) if battery else df[cols]
+    out.to_csv(path, index=False)
+    return path
+
+
+def test_data_alone_trains_on_every_level_it_holds_as_a_custom_design(data_dir: Path, tmp_path: Path, capsys) -> None:
+    own = _own_csv(data_dir, tmp_path / "mine.csv", levels=[10, 30, 50])
+    assert main(["train", "--data", str(own), "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    report = capsys.readouterr().out
+    assert "at 10, 30, 50 % SOC" in report and "design custom" in report
+    est = SOHEstimator.load(tmp_path / "m.pt")
+    assert est.measured_soc_ == [10, 30, 50] and est.design_["battery"] == "custom"
+    assert est.info_["trained_on"] == str(own)
+
+
+def test_data_with_a_design_name_records_it_and_estimate_holds_rows_to_it(data_dir: Path, tmp_path: Path, capsys) -> None:
+    own = _own_csv(data_dir, tmp_path / "mine.csv", levels=[5, 50])
+    assert main(["train", "--data", str(own), "--design", "ACME-21", "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert "design ACME-21" in capsys.readouterr().out
+    assert SOHEstimator.load(tmp_path / "m.pt").design_["battery"] == "ACME-21"
+    pulses = load_pulsebat("NMC21", data_dir=data_dir).head(3)  # declares battery NMC21
+    pulses.to_csv(tmp_path / "p.csv", index=False)
+    rc = main(["estimate", "--model", str(tmp_path / "m.pt"), str(tmp_path / "p.csv"), "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "row 2: column 'battery' declares NMC21, the model was trained on ACME-21" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_the_battery_column_names_the_design_and_contradictions_are_refused(data_dir: Path, tmp_path: Path, capsys) -> None:
+    own = _own_csv(data_dir, tmp_path / "mine.csv", levels=[5, 50], battery="LMO10")
+    assert main(["train", "--data", str(own), "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert SOHEstimator.load(tmp_path / "m.pt").design_["battery"] == "LMO10"
+    capsys.readouterr()
+    rc = main(["train", "--data", str(own), "--design", "ACME", "--out", str(tmp_path / "n.pt"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "--design ACME: " in err and "declares battery LMO10 in its 'battery' column" in err
+    assert not (tmp_path / "n.pt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--regressor", "invariant_forest", "--generator", "cvae"],
+     "--regressor invariant_forest interpolates each battery's pulses in SOC itself; it takes --generator interpolation"),
+    (["--soc", "50"], "--soc 50: one measured SOC level; generator 'interpolation' needs at least two"),
+])
+def test_train_data_option_errors_are_one_line(data_dir: Path, tmp_path: Path, capsys, args, message) -> None:
+    own = _own_csv(data_dir, tmp_path / "mine.csv", levels=[5, 50])
+    rc = main(["train", "--data", str(own), *args, "--out", str(tmp_path / "m.pt"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_levels_outside_pulsebats_are_named(data_dir: Path, tmp_path: Path, capsys) -> None:
+    own = _own_csv(data_dir, tmp_path / "mine.csv", levels=[5, 50])
+    df = pd.read_csv(own)
+    df.loc[df["soc"] > 0.3, "soc"] = 0.33
+    df.to_csv(own, index=False)
+    rc = main(["train", "--data", str(own), "--out", str(tmp_path / "m.pt"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "column 'soc', row " in err and "level(s) 33 %" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_train_with_an_invariant_regressor_reloads_identically(data_dir: Path, tmp_path: Path) -> None:
+    own = _own_csv(data_dir, tmp_path / "mine.csv", levels=[5, 25, 50])
+    assert main(["train", "--data", str(own), "--regressor", "invariant_ensemble", "--out", str(tmp_path / "m.pt"),
+                 "--no-progress"]) == 0
+    est = SOHEstimator.load(tmp_path / "m.pt")
+    assert est.regressor == "invariant_ensemble" and est.measured_ is not None
+    pulses = load_pulsebat("NMC21", data_dir=data_dir)
+    pulses = pulses[pulses["soc"] == 0.35][FEATURES]
+    assert np.isfinite(est.predict(pulses)).all()
+
+
+def test_the_command_lines_regressors_are_the_estimators() -> None:
+    from battgen.cli import _REGRESSORS
+    from battgen.estimator import REGRESSORS
+
+    assert _REGRESSORS == REGRESSORS

@@ -274,24 +274,34 @@ def test_5_flipped_byte_in_the_training_rows_is_corruption(trained, pulses, work
     (work / "flipped.pt").write_bytes(bytes(raw))
     before = state(work)
     run = battgen("estimate", "--model", "flipped.pt", "pulses.csv", "--out", "soh.csv", cwd=work, data_dir=data_dir)
-    assert ("battgen estimate: error: flipped.pt: corrupt or modified file (its content does not match the sha256 "
-            "recorded in it)") in run.line
+    assert ("battgen estimate: error: flipped.pt: corrupt or modified file (its content does not match the checksum "
+            "recorded in it: Bad CRC-32 for file 'train_X.npy')") in run.line
     assert "version" not in run.line
     assert state(work) == before
+    # the same change written as a well-formed archive (its zip checksums recomputed) is caught by the sha256
+    from battgen.estimator.persistence import read_payload, write_payload
+
+    payload = read_payload(trained[0])
+    payload["train_X"] = payload["train_X"].copy()
+    payload["train_X"][10, 3] += 1e-9
+    write_payload(payload, work / "edited.pt")
+    run = battgen("estimate", "--model", "edited.pt", "pulses.csv", "--out", "soh.csv", cwd=work, data_dir=data_dir)
+    assert ("battgen estimate: error: edited.pt: corrupt or modified file (its content does not match the sha256 "
+            "recorded in it)") in run.line
 
 
 def test_5_crafted_model_files_are_one_line(trained, pulses, work, data_dir, capsys) -> None:
-    import torch
+    from battgen.estimator.persistence import read_payload, write_payload
 
-    payload = torch.load(trained[0], weights_only=True)
-    torch.save({**payload, "extra": 1}, work / "unknown.pt")
+    payload = read_payload(trained[0])
+    write_payload({**payload, "extra": 1}, work / "unknown.pt")
     del payload["params"]
-    torch.save(payload, work / "missing.pt")
+    write_payload(payload, work / "missing.pt")
     shutil.copyfile(pulses, work / "table.pt")
     for name, message in [("unknown.pt", "corrupt or modified file (entry 'extra' is unknown)"),
                           ("missing.pt", "corrupt or modified file (entry 'params' is missing)"),
                           ("table.pt", "not a battgen model file (written by `battgen train` / SOHEstimator.save): it "
-                                       "is not a torch archive")]:
+                                       "is not a zip archive")]:
         rc, line = in_process(capsys, "estimate", "--model", work / name, pulses, "--out", work / "soh.csv")
         assert rc == 2 and f"{name}: {message}" in line
     assert not (work / "soh.csv").exists()

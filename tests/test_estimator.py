@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+
 
 import battgen
 from battgen.data import FEATURES, load_pulsebat
 from battgen.estimator import ESTIMATOR_GENERATORS, SOHEstimator, check_pulses, fit_estimators
+from battgen.estimator.persistence import read_payload, write_payload
 from battgen.evaluation.split import derive_seed
 
 MEASURED = (5, 25, 50)
@@ -71,7 +72,7 @@ def test_same_random_state_same_model(data, fitted) -> None:
 
 def test_every_random_stream_derives_from_random_state(fitted, data) -> None:
     """The one seed convention: the estimator's split key is (random_state,) (battgen.evaluation.split.derive_seed)."""
-    assert fitted["interpolation"].forest_.random_state == derive_seed(3, "forest")
+    assert fitted["interpolation"].regressor_.random_state == derive_seed(3, "forest")
     assert fitted["residual"].generator_.provenance["seed"] == derive_seed(3, "fit", "residual")
     assert fitted["cvae"].generator_.provenance["seed"] == derive_seed(3, "fit", "paper")
     assert fitted["interpolation"].generator_ is None
@@ -87,7 +88,7 @@ def test_save_load_predicts_identically(fitted, data, tmp_path: Path, gen: str) 
     _, test = data
     est = fitted[gen]
     path = est.save(tmp_path / "model.pt")
-    payload = torch.load(path, weights_only=True)  # plain tensors, strings and numbers only
+    payload = read_payload(path)  # arrays (numpy.load without pickle), strings and numbers only
     assert payload["format"] == "battgen.SOHEstimator"
     back = SOHEstimator.load(path)
     assert back.get_params() == est.get_params()
@@ -106,7 +107,7 @@ def _resave(payload: dict, path: Path, digest: bool = True) -> Path:
 
     if digest:
         payload["sha256"] = getattr(module, "persistence", module)._digest(payload)  # a module or a package
-    torch.save(payload, path)
+    write_payload(payload, path)
     return path
 
 
@@ -130,8 +131,14 @@ def test_flipped_byte_in_the_training_rows_is_corruption(fitted, tmp_path: Path)
     assert at > 0 and bytes(raw).count(value) == 1
     raw[at + 2] ^= 0x01
     path.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match=r"m\.pt: corrupt or modified file \(its content does not match the sha256") as err:
+    with pytest.raises(ValueError, match=r"m\.pt: corrupt or modified file \(its content does not match the checksum") as err:
         SOHEstimator.load(path)
+    assert "version" not in str(err.value)
+    payload = read_payload(est.save(tmp_path / "m2.pt"))  # the same edit in a well-formed archive: the sha256
+    payload["train_X"] = payload["train_X"].copy()
+    payload["train_X"][3, 5] += 1e-9
+    with pytest.raises(ValueError, match=r"m3\.pt: corrupt or modified file \(its content does not match the sha256") as err:
+        SOHEstimator.load(_resave(payload, tmp_path / "m3.pt", digest=False))
     assert "version" not in str(err.value)
 
 
@@ -139,7 +146,7 @@ def test_other_versions_are_named_only_when_they_differ(fitted, tmp_path: Path) 
     import json
 
     path = fitted["interpolation"].save(tmp_path / "m.pt")
-    payload = torch.load(path, weights_only=True)
+    payload = read_payload(path)
     versions = json.loads(payload["versions"])
     assert set(versions) == {"battgen", "scikit-learn", "torch", "numpy"}
     # a forest that refits differently with the same versions: the file was edited
@@ -160,14 +167,14 @@ def test_other_versions_are_named_only_when_they_differ(fitted, tmp_path: Path) 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda p: p.pop("train_y"), "corrupt or modified file (entry 'train_y' is missing)"),
-    (lambda p: p.update(extra=torch.zeros(1)), "corrupt or modified file (entry 'extra' is unknown)"),
+    (lambda p: p.update(extra=np.zeros(1)), "corrupt or modified file (entry 'extra' is unknown)"),
     (lambda p: p.update(params='{"generator": "interpolation", "colour": 3}'), "corrupt or modified file (TypeError"),
     (lambda p: p.update(train_X=p["train_X"][:, :20]), "shapes do not fit together"),
     (lambda p: p.update(format_version=1), "model file format 1 of another version of battgen"),
     (lambda p: p.update(format="something.else"), "not a battgen model file"),
 ])
 def test_crafted_files_are_one_clear_error(fitted, tmp_path: Path, edit, message: str) -> None:
-    payload = torch.load(fitted["interpolation"].save(tmp_path / "m.pt"), weights_only=True)
+    payload = read_payload(fitted["interpolation"].save(tmp_path / "m.pt"))
     edit(payload)
     with pytest.raises(ValueError) as err:
         SOHEstimator.load(_resave(payload, tmp_path / "crafted.pt", digest="sha256" in payload and "extra" not in payload))
@@ -175,11 +182,11 @@ def test_crafted_files_are_one_clear_error(fitted, tmp_path: Path, edit, message
 
 
 def test_foreign_files_are_refused(tmp_path: Path) -> None:
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    write_payload({"weights": np.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt: not a battgen model file"):
         SOHEstimator.load(tmp_path / "other.pt")
     (tmp_path / "table.pt").write_text("U1,U2\n3.7,3.8\n")
-    with pytest.raises(ValueError, match="table.pt: not a battgen model file .*: it is not a torch archive"):
+    with pytest.raises(ValueError, match="table.pt: not a battgen model file .*: it is not a zip archive"):
         SOHEstimator.load(tmp_path / "table.pt")
     with pytest.raises(FileNotFoundError):
         SOHEstimator.load(tmp_path / "missing.pt")
@@ -222,3 +229,27 @@ def test_bad_input_names_the_row(fitted, data) -> None:
         SOHEstimator().predict(X)
     with pytest.raises(ValueError, match="generator must be one of"):
         SOHEstimator(generator="gan").fit(data[0])
+
+
+@pytest.mark.parametrize("method", ["invariant_ensemble", "soc_then_soh"])
+def test_an_invariant_regressor_is_chapter_07s_estimator(data, method: str, tmp_path: Path) -> None:
+    """SOHEstimator(regressor=m, random_state=r) predicts what chapter 07 scores for m with the same seed."""
+    from battgen.invariant_estimator import InvariantEstimator
+
+    train, test = data
+    est = SOHEstimator(regressor=method, calibration_folds=0, random_state=7).fit(train)
+    direct = InvariantEstimator(method, random_state=7).fit(train)
+    np.testing.assert_array_equal(est.predict(test[FEATURES]), direct.predict(test))
+    back = SOHEstimator.load(est.save(tmp_path / "m.pt"))  # refitted from the stored measured rows, bit for bit
+    np.testing.assert_array_equal(back.predict(test[FEATURES]), est.predict(test[FEATURES]))
+    assert back.get_params() == est.get_params()
+
+
+def test_invariant_regressors_take_the_interpolation_generator_and_pulses(data) -> None:
+    train, _ = data
+    with pytest.raises(ValueError, match="regressor 'invariant_ridge' interpolates each battery's pulses in SOC itself"):
+        SOHEstimator(regressor="invariant_ridge", generator="cvae").fit(train)
+    with pytest.raises(ValueError, match="regressor must be one of"):
+        SOHEstimator(regressor="boosting").fit(train)
+    with pytest.raises(ValueError, match="needs U1..U21 in volts with the SOC"):
+        SOHEstimator(regressor="invariant_forest").fit(np.random.default_rng(0).normal(size=(20, 3)), np.ones(20))

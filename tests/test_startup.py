@@ -64,3 +64,15 @@ def test_the_evaluation_core_and_the_estimator_import_without_torch() -> None:
     """The generator registry and the evaluation core import torch only to train or run a CVAE."""
     assert not _loaded("import battgen.evaluation.generators, battgen.evaluation.core, battgen.estimator")["torch"]
     assert not _loaded("import battgen.evaluation.paper, battgen.evaluation.leakfree")["torch"]
+
+
+def test_train_with_interpolation_and_estimate_never_import_torch(tmp_path) -> None:
+    """The default estimator has no network: training it, saving it and estimating with it need no torch."""
+    model, pulses, out = tmp_path / "m.pt", tmp_path / "p.csv", tmp_path / "o.csv"
+    code = (f"from battgen.cli import main\nfrom battgen.data import load_pulsebat\n"
+            f"load_pulsebat('NMC21').head(20).to_csv({str(pulses)!r}, index=False)\n"
+            f"assert main(['train', '--battery', 'NMC21', '--soc', '5', '50', '--out', {str(model)!r}, '--no-progress']) == 0\n"
+            f"assert main(['estimate', '--model', {str(model)!r}, {str(pulses)!r}, '--out', {str(out)!r}]) == 0")
+    loaded = _loaded(code)
+    assert not loaded["torch"], loaded
+    assert out.is_file()

@@ -19,8 +19,17 @@ and a novelty score if asked. It is a scikit-learn regressor (``clone``, ``cross
 The generators are those of the registry :mod:`battgen.evaluation.generators`; the split
 (:func:`battgen.evaluation.split.estimator_split`, key ``(random_state,)``) and the training set
 (:func:`battgen.evaluation.core.training_set`: measured + generated rows, SOC unknown) are the
-evaluation core's, so the estimator and its benchmark run the same code. The regressor is the
-paper's forest (:func:`battgen.soh.make_forest`).
+evaluation core's, so the estimator and its benchmark run the same code. Regressors (``regressor=``):
+
+- ``"forest"`` (default): the paper's random forest (:func:`battgen.soh.make_forest`) on U1..U21 of
+  the training set;
+- ``"invariant_forest"``, ``"invariant_ridge"``, ``"invariant_ensemble"``, ``"soc_then_soh"``: the
+  estimators on SOC-invariant pulse features of :mod:`battgen.invariant_estimator`
+  (:class:`~battgen.invariant_estimator.InvariantEstimator`, pulse resistances and relaxation
+  differences beside U1..U21), fitted on the measured rows, which they interpolate per battery
+  themselves (so they take ``generator="interpolation"``). With the same ``random_state`` they are
+  the very estimators chapter 07 scores; the default stays the forest because none of them wins the
+  nested choice in every battery type (chapter 07).
 
 **Intervals** (``predict(X, interval=0.9)``): grouped split-conformal
 (:mod:`battgen.uncertainty`). ``fit`` deals the training batteries (physical cells) into
@@ -62,11 +71,13 @@ from battgen.protocol import ALL_SOC
 from battgen.soh import make_forest
 from battgen.uncertainty import NoveltyScore, interval as conformal_interval, pulse_shape
 
-__all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "fit_estimators", "read_pulses", "check_pulses",
+__all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "REGRESSORS", "fit_estimators", "read_pulses", "check_pulses",
            "declared_mismatches", "refuse_declared", "DECLARED", "CUSTOM"]
 
 ESTIMATOR_GENERATORS = ("interpolation", "residual", "cvae", "cvae_plus", "none")
 """The generators of :mod:`battgen.evaluation.generators` an estimator can use."""
+REGRESSORS = ("forest", "invariant_forest", "invariant_ridge", "invariant_ensemble", "soc_then_soh")
+"""What learns SOH from the training rows: the paper's forest, or an invariant-feature estimator (module docstring)."""
 
 
 def _int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
@@ -82,6 +93,7 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     generator: one of :data:`ESTIMATOR_GENERATORS` (see the module docstring).
+    regressor: one of :data:`REGRESSORS`: the paper's forest, or an estimator on SOC-invariant features.
     soc_levels: SOC levels (%) the training set should cover; the unmeasured ones are generated.
     epochs: generator training epochs (the paper's 50).
     n_grid: SOH grid size for the CVAE generators (default: number of training batteries).
@@ -96,10 +108,11 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     needs U1..U21 and SOC), so that scikit-learn's tooling can exercise the estimator.
     """
 
-    def __init__(self, generator: str = "interpolation", soc_levels: Sequence[int] = ALL_SOC, epochs: int = 50,
+    def __init__(self, generator: str = "interpolation", regressor: str = "forest", soc_levels: Sequence[int] = ALL_SOC, epochs: int = 50,
                  n_grid: int | None = None, calibration_folds: int = 5, novelty_k: int = 5, false_alarm: float = 0.01,
                  random_state: int = 0):
         self.generator = generator
+        self.regressor = regressor
         self.soc_levels = soc_levels
         self.epochs = epochs
         self.n_grid = n_grid
@@ -112,6 +125,11 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     def _validate_params(self) -> None:
         if self.generator not in ESTIMATOR_GENERATORS:
             raise ValueError(f"SOHEstimator: generator must be one of {ESTIMATOR_GENERATORS}, got {self.generator!r}")
+        if self.regressor not in REGRESSORS:
+            raise ValueError(f"SOHEstimator: regressor must be one of {REGRESSORS}, got {self.regressor!r}")
+        if self.regressor != "forest" and self.generator != "interpolation":
+            raise ValueError(f"SOHEstimator: regressor {self.regressor!r} interpolates each battery's pulses in SOC itself; "
+                             f"it takes generator='interpolation', got {self.generator!r}")
         levels = list(self.soc_levels) if isinstance(self.soc_levels, (list, tuple, np.ndarray, range)) else None
         if not levels or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s not in ALL_SOC for s in levels):
             raise ValueError(f"SOHEstimator: soc_levels must be PulseBat SOC levels (%) among {list(ALL_SOC)}, got {self.soc_levels!r}")
@@ -165,6 +183,9 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         self.generic_ = not all(c in df.columns for c in FEATURES)
         if not self.generic_:
             check_pulses(df, "training data")
+        if self.regressor != "forest" and (self.generic_ or "soc" not in df.columns or "battery_id" not in df.columns):
+            raise ValueError(f"regressor {self.regressor!r} needs U1..U21 in volts with the SOC (soc=...) and the battery "
+                             f"(battery_id=...) of every row")
         if "battery_id" not in df.columns:
             if self.generator in {"residual", "interpolation"} and "soc" in df.columns and not self.generic_:
                 raise ValueError(f"generator {self.generator!r} needs a battery_id column (or fit(..., battery_id=...)) to interpolate per battery")
@@ -179,23 +200,43 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         if split is None:  # generic features or no SOC: the measured rows only
             self.train_X_, self.train_y_ = df[self._features(df)].to_numpy(float), df["soh"].to_numpy(float)
             self.measured_soc_, self.generated_soc_ = [], []
-            seed = derive_seed(int(self.random_state), "forest")
         else:
             self.train_X_, self.train_y_ = training_set(split, rows)
             self.measured_soc_ = list(split.train_levels)
             self.generated_soc_ = list(split.levels) if self.generator != "none" else []
-            seed = split.seed("forest")
         self.n_measured_ = len(df)
         self.n_features_in_ = self.train_X_.shape[1]
         self.design_ = design_of(df)
-        self.forest_ = make_forest(seed).fit(self.train_X_, self.train_y_)
+        self.measured_ = None
+        if self.regressor != "forest":  # what the invariant estimator fits on (and a saved model refits from)
+            cell = df["cell"] if "cell" in df.columns else df["battery_id"]
+            self.measured_ = df[[*FEATURES, "soc", "soh"]].astype(float).assign(
+                battery_id=df["battery_id"].astype(str), cell=cell.astype(str)).reset_index(drop=True)
         self.calibration_scores_ = np.zeros(0)
-        if getattr(self, "_calibration_copy", False):  # a calibration copy only predicts
-            return self
-        groups = df["cell"] if "cell" in df.columns else df["battery_id"]
-        self.novelty_ = NoveltyScore(int(self.novelty_k), float(self.false_alarm)).fit(
-            self._shape(self.train_X_[: len(df)]), groups.to_numpy(), X_extra=self._shape(self.train_X_[len(df):]))
         return self
+
+    def _fit_regressor(self) -> "SOHEstimator":
+        """Fit :attr:`regressor_`: the paper's forest on the training set (its seed from ``random_state``),
+        or the invariant-feature estimator on the measured rows (:attr:`measured_`)."""
+        if self.regressor == "forest":
+            self.regressor_ = make_forest(derive_seed(int(self.random_state), "forest")).fit(self.train_X_, self.train_y_)
+        else:
+            from battgen.invariant_estimator import InvariantEstimator
+
+            self.regressor_ = InvariantEstimator(self.regressor, soc_levels=tuple(int(s) for s in self.soc_levels),
+                                                 random_state=int(self.random_state)).fit(self.measured_)
+        return self
+
+    def _predict_array(self, X: np.ndarray) -> np.ndarray:
+        """:attr:`regressor_`'s SOH for rows of the training features (U1..U21, or generic columns)."""
+        if self.regressor == "forest":
+            return self.regressor_.predict(X)
+        return self.regressor_.predict(pd.DataFrame(X, columns=FEATURES))
+
+    def _fit_novelty(self, groups: np.ndarray) -> None:
+        """The novelty score's reference pulses and its threshold (``groups``: the measured rows' physical batteries)."""
+        self.novelty_ = NoveltyScore(int(self.novelty_k), float(self.false_alarm)).fit(
+            self._shape(self.train_X_[: self.n_measured_]), groups, X_extra=self._shape(self.train_X_[self.n_measured_:]))
 
     def _shape(self, X: np.ndarray) -> np.ndarray:
         """What the novelty score compares: :func:`battgen.uncertainty.pulse_shape` of U1..U21."""
@@ -222,7 +263,7 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
     def _input(self, X) -> np.ndarray:
         from sklearn.utils.validation import check_is_fitted
 
-        check_is_fitted(self, "forest_", msg="this SOHEstimator is not fitted yet; call fit() or SOHEstimator.load()")
+        check_is_fitted(self, "regressor_", msg="this SOHEstimator is not fitted yet; call fit() or SOHEstimator.load()")
         if self.generic_:
             from sklearn.utils.validation import check_array
 
@@ -244,7 +285,7 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         declares another design or pulse width than the model's (:attr:`design_`) are refused.
         """
         rows = self._input(X)
-        estimate = self.forest_.predict(rows)
+        estimate = self._predict_array(rows)
         if interval is None:
             return estimate
         lower, upper = conformal_interval(estimate, self.calibration_scores_, float(interval))
@@ -301,7 +342,6 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
             plan.append((i, df[held_out]))
             copies.append(copy)
             copy.generic_ = est.generic_  # the rows were read and checked once, for the estimator itself
-            copy._calibration_copy = True
             copy_frames.append(df[~held_out].reset_index(drop=True))
     everyone, all_frames = list(estimators) + copies, frames + copy_frames
     splits = [None if est.generic_ or "soc" not in df.columns else est._split(df) for est, df in zip(everyone, all_frames)]
@@ -321,12 +361,29 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
         for i in idx:
             r, m = done.get(i, (Rows.empty(), None))
             everyone[i]._finish(all_frames[i], splits[i], r, m)
+    _in_threads([est._fit_regressor for est in everyone])  # each seeded alone: the same bits in any order
+    for est, df in zip(estimators, frames):
+        est._fit_novelty((df["cell"] if "cell" in df.columns else df["battery_id"]).to_numpy())
     scores: dict[int, list[np.ndarray]] = {}
     for (i, held), copy in zip(plan, copies):
         est, split = estimators[i], splits[i]
         rows = held if split is None else _calibration_rows(held, split.levels if est.generator != "none" else [])
         X = rows[est._features(rows)].to_numpy(float)
-        scores.setdefault(i, []).append(np.abs(rows["soh"].to_numpy(float) - copy.forest_.predict(X)))
+        scores.setdefault(i, []).append(np.abs(rows["soh"].to_numpy(float) - copy._predict_array(X)))
     for i, parts in scores.items():
         estimators[i].calibration_scores_ = np.concatenate(parts)
     return list(estimators)
+
+
+def _in_threads(tasks: Sequence) -> None:
+    """Run independent tasks (forest fits: scikit-learn's tree builder releases the GIL) on the usable cores."""
+    workers = min(len(tasks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:
+        for task in tasks:
+            task()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(task) for task in tasks]:
+            future.result()

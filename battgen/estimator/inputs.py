@@ -12,7 +12,8 @@ import pandas as pd
 from battgen.data import FEATURES, battery_type, validate_features
 from battgen.io import read_table
 
-__all__ = ["DECLARED", "CUSTOM", "check_pulses", "read_pulses", "design_of", "declared_mismatches", "refuse_declared"]
+__all__ = ["DECLARED", "CUSTOM", "check_pulses", "read_pulses", "design_of", "declared_mismatches", "refuse_declared",
+           "training_rows", "declared_design"]
 
 DECLARED = ("battery", "pulse_width_s")
 """Columns by which rows declare their battery design and pulse width; a model records both."""
@@ -109,3 +110,60 @@ def refuse_declared(df: pd.DataFrame, design: dict[str, Any], source: str = "inp
         more = f" (and {len(bad) - 1} more row{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
         raise ValueError(f"{source}: row {bad[0] + 2}: {why.iat[bad[0]]}{more}; refusing to estimate SOH of "
                          f"pulses from another battery design or pulse width{hint}")
+
+
+def _levels(levels) -> str:
+    return ", ".join(str(s) for s in levels)
+
+
+def training_rows(data: str | os.PathLike | None, battery: str, pulse_width: int, data_dir: str | None = None,
+                  soc: list[int] | None = None) -> tuple[pd.DataFrame, str]:
+    """The measured rows to train on and where they come from (``battgen train``).
+
+    ``data``: a CSV in the :mod:`battgen.data` schema (U1..U21 in volts, ``soc`` and ``soh`` as
+    fractions, ``battery_id``; optionally ``cell`` and ``battery``), else PulseBat's ``battery`` file.
+    ``soc``: the levels (%) to keep, each of which must have rows (default: every level the rows hold);
+    the levels must be PulseBat's (5-50 % in steps of 5), the ones the estimator models.
+    """
+    from battgen.data import load_pulsebat
+    from battgen.protocol import ALL_SOC
+
+    if data:
+        df = read_table(data, "training rows in the battgen.data schema (U1..U21, soc, soh, battery_id)")
+        source = str(data)
+    else:
+        df = load_pulsebat(battery, pulse_width, data_dir=data_dir)
+        source = f"PulseBat {battery} ({pulse_width} s pulses)"
+    for col, what in (("soc", "the state of charge as a fraction"), ("soh", "the state of health as a fraction")):
+        if col not in df.columns:
+            raise ValueError(f"{source}: column {col!r} is missing; expected {what}")
+    fraction = pd.to_numeric(df["soc"], errors="coerce")
+    if fraction.isna().any():
+        raise ValueError(f"{source}: column 'soc', row {int(np.flatnonzero(fraction.isna())[0]) + 2}: not a number "
+                         f"(expected a fraction)")
+    socs = np.rint(fraction.to_numpy(float) * 100).astype(int)
+    levels = sorted(set(soc or socs.tolist()))
+    absent = [s for s in levels if s not in set(socs.tolist())]
+    if absent:
+        raise ValueError(f"{source}: no rows at SOC {_levels(absent)} %; it has rows at {_levels(sorted(set(socs.tolist())))} %")
+    odd = [s for s in levels if s not in ALL_SOC]
+    if odd:
+        row = int(np.flatnonzero(np.isin(socs, odd))[0]) + 2
+        raise ValueError(f"{source}: column 'soc', row {row}: level(s) {_levels(odd)} %; battgen's estimator models the "
+                         f"PulseBat levels {_levels(ALL_SOC)} % (SOC as a fraction: 0.05, 0.10, ... 0.50)")
+    return df[np.isin(socs, levels)], source
+
+
+def declared_design(df: pd.DataFrame, source: str, name: str | None) -> str | None:
+    """The design a model records from ``--design NAME`` (None: whatever the rows' ``battery`` column
+    declares, else :data:`CUSTOM`); a name contradicting the rows' own ``battery`` column is refused."""
+    if name is None:
+        return None
+    declared = design_of(df)["battery"]
+    if "battery" in df.columns and declared != CUSTOM and declared != name:
+        raise ValueError(f"--design {name}: {source} declares battery {declared} in its 'battery' column; the model "
+                         f"records that (drop --design, or fix the column)")
+    if "battery" in df.columns and declared == CUSTOM and df["battery"].notna().any():
+        raise ValueError(f"--design {name}: {source} declares several batteries in its 'battery' column; one model is "
+                         f"trained per design (split the file by design)")
+    return name
