@@ -334,6 +334,59 @@ def load_pulsebat(
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(file: str, mtime_ns: int, key: str, pulse_width_s: int, max_soc: float) -> pd.DataFrame:
+    """The tidy table of ``file``: from the parsed-table cache when this content was parsed before, else parsed."""
+    stored = _stored_table_path(file, key, pulse_width_s, max_soc)
+    table = _read_stored_table(stored) if stored is not None else None
+    if table is None:
+        table = _parse_table(file, key, pulse_width_s, max_soc)
+        if stored is not None:
+            _store_table(table, stored)
+    return table
+
+
+def _stored_table_path(file: str, key: str, pulse_width_s: int, max_soc: float) -> Path | None:
+    """Where the parsed table of ``file`` is kept in battgen's cache (never in the data folder, which may be
+    read-only): named by the file's sha256, the loader's source (any change to this module parses again),
+    pandas' version and the arguments. None when the cache folder is unknown."""
+    import pandas as pd
+
+    try:
+        loader = hashlib.sha256(Path(__file__).read_bytes() + pd.__version__.encode()).hexdigest()[:12]
+        folder = cache_dir() / "tables"
+    except Exception:  # no usable cache location: parse every time
+        return None
+    return folder / f"{sha256(file)[:24]}_{loader}_{key}_{pulse_width_s}s_{max_soc:g}.npz"
+
+
+def _read_stored_table(path: Path) -> pd.DataFrame | None:
+    """A table written by :func:`_store_table`, or None if there is none (or it cannot be read)."""
+    import pandas as pd
+
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            columns = {c: stored[c] for c in SCHEMA}
+    except Exception:  # missing, partial or foreign: parse the workbook instead
+        return None
+    return pd.DataFrame({c: v.astype(object) if v.dtype.kind == "U" else v for c, v in columns.items()})[SCHEMA]
+
+
+def _store_table(table: pd.DataFrame, path: Path) -> None:
+    """Keep ``table`` at ``path`` (numpy arrays, no pickle), written atomically; silently not when the cache is read-only."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as fh:
+            np.savez(fh, **{c: table[c].to_numpy(dtype=str if table[c].dtype.kind in "OTU" else None) for c in SCHEMA})
+        os.replace(fh.name, path)
+    except OSError:
+        try:
+            os.unlink(fh.name)
+        except (OSError, UnboundLocalError):
+            pass
+
+
+def _parse_table(file: str, key: str, pulse_width_s: int, max_soc: float) -> pd.DataFrame:
     import pandas as pd
 
     btype = BATTERIES[key]

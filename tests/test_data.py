@@ -158,3 +158,38 @@ def test_values_outside_their_physical_range(copy_dir: Path, column: str, value:
     _edit_sheet(path, lambda ws: ws.cell(row=5, column=_column(ws, column), value=value))
     with pytest.raises(ValueError, match=pattern):
         _load_copy(copy_dir)
+
+
+def test_parsed_tables_are_kept_in_the_cache_never_in_the_data_folder(data_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workbook is parsed once: later processes read the stored table (the same frame, dtypes included);
+    a damaged stored table is parsed again, and an unwritable cache only costs the parse."""
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "cache")
+    data._load_cached.cache_clear()
+    parsed = load_pulsebat("LFP35", 5, data_dir=data_dir)
+    stored = list((tmp_path / "cache" / "tables").iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".npz"  # no temporary file left behind
+    assert not [p for p in data_dir.rglob("*") if p.suffix in {".npz", ".tmp"}]
+    real_parse = data._parse_table
+
+    def no_parse(*args):
+        raise AssertionError("the workbook was parsed again")
+
+    monkeypatch.setattr(data, "_parse_table", no_parse)
+    data._load_cached.cache_clear()
+    again = load_pulsebat("LFP35", 5, data_dir=data_dir)
+    pd.testing.assert_frame_equal(again, parsed, check_exact=True)
+    assert list(again.dtypes) == list(parsed.dtypes)
+
+    stored[0].write_bytes(b"not a table")
+    monkeypatch.setattr(data, "_parse_table", real_parse)
+    data._load_cached.cache_clear()
+    pd.testing.assert_frame_equal(load_pulsebat("LFP35", 5, data_dir=data_dir), parsed, check_exact=True)
+    assert np.load(stored[0], allow_pickle=False)["soh"].shape == (len(parsed),)  # rewritten
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setattr(data, "cache_dir", lambda: blocker)  # tables/ cannot be made under a file
+    data._load_cached.cache_clear()
+    pd.testing.assert_frame_equal(load_pulsebat("LFP35", 5, data_dir=data_dir), parsed, check_exact=True)
+    data._load_cached.cache_clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from battgen.soh import make_forest, mape
+from battgen.soh import fit_forest, make_forest, mape
 
 
 def test_mape_known_values() -> None:
@@ -26,3 +26,19 @@ def test_forest_has_the_papers_settings_and_is_seeded() -> None:
     rng = np.random.default_rng(0)
     X, y = rng.random((50, 21)), rng.random(50)
     np.testing.assert_array_equal(make_forest(1).fit(X, y).predict(X[:5]), make_forest(1).fit(X, y).predict(X[:5]))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fit_forest_equals_the_scikit_learn_forest_bit_for_bit(threads: int) -> None:
+    """Same seeds, same trees, predictions summed in tree order: equal bytes, ties included (rounded
+    features make many equal candidate splits, where the seeds decide)."""
+    rng = np.random.default_rng(1)
+    for seed in range(6):
+        X, y = rng.random((120, 21)), rng.random(120)
+        for features in (X, np.round(X, 1), np.asfortranarray(X)):
+            ours = fit_forest(features, y, seed, threads=threads)
+            theirs = make_forest(seed).fit(features, y)
+            assert ours.predict(X[:40]).tobytes() == theirs.predict(X[:40]).tobytes()
+            assert [t.random_state for t in ours.estimators_] == [t.random_state for t in theirs.estimators_]
+    with pytest.raises(ValueError, match="X has 5 features, the forest was fitted on 21"):
+        ours.predict(X[:, :5])

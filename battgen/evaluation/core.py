@@ -1,7 +1,8 @@
 """The one evaluation loop: fit the generators of many splits, generate, train forests, score.
 
-Two ways to score a split, both with the paper's forest (:func:`battgen.soh.make_forest`) seeded
-by the split's ``"forest"`` stream:
+Two ways to score a split, both with the paper's forest (:func:`battgen.soh.make_forest`; scored here
+through :func:`battgen.soh.fit_forest`, the same trees and predictions bit for bit without
+scikit-learn's per-tree overhead) seeded by the split's ``"forest"`` stream:
 
 - **SOC known** (:func:`score_known_soc`; the paper's Phase 2 and the leak-free benchmark): at
   each of the split's levels, a forest trained on the rows generated *at that level*, scored on
@@ -12,12 +13,15 @@ by the split's ``"forest"`` stream:
   the measured rows plus the rows generated at every level; a pulse is scored without its SOC.
 
 :func:`evaluate_known_soc` runs the first for many splits at once, training all their
-generators as stacks; :func:`run_generators` is the part both ways share.
+generators as stacks and scoring the splits in threads over the usable cores (the tree builder
+releases the GIL; every split is scored alone, so the threads change nothing but the wall time);
+:func:`run_generators` is the part both ways share.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -71,8 +75,8 @@ def run_generators(splits: Sequence[Split], names: Sequence[Sequence[str]], sett
     models: list[dict[str, FittedCVAE]] = [{} for _ in splits]
     for (i, fit), model in zip(requests, fitted):
         models[i][fit] = model
-    rows = [{n: generate(split, n, models[i].get(GENERATORS[n].fit)) for n in split_names}
-            for i, (split, split_names) in enumerate(zip(splits, names))]
+    rows = _in_threads(lambda i: {n: generate(splits[i], n, models[i].get(GENERATORS[n].fit)) for n in names[i]},
+                       len(splits))  # each generator draws from its own seeded stream: threads change nothing
     return rows, models
 
 
@@ -100,15 +104,15 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
     row per level, method and value of ``by``: the scores of each physical battery, which is what
     battery-level statistics resample (:func:`battgen.evaluation.stats.battery_summary`).
     """
-    from battgen.soh import make_forest, mape  # scikit-learn, on first use
+    from battgen.soh import fit_forest, mape  # scikit-learn, on first use
 
     unknown = set(predictors) - set(PREDICTORS)
     if unknown:
         raise ValueError(f"unknown predictor(s) {sorted(unknown)}; expected some of {list(PREDICTORS)}")
     rs = split.seed("forest")
     X_train, y_train = split.train[FEATURES].to_numpy(float), split.train["soh"].to_numpy(float)
-    phase1 = make_forest(rs).fit(X_train, y_train) if "phase1" in predictors else None
-    soc_forest = (make_forest(rs).fit(split.train[FEATURES + ["soc"]].to_numpy(float), y_train)
+    phase1 = fit_forest(X_train, y_train, rs, threads=1) if "phase1" in predictors else None
+    soc_forest = (fit_forest(split.train[FEATURES + ["soc"]].to_numpy(float), y_train, rs, threads=1)
                   if "baseline_soc_input" in predictors else None)
     test_socs = soc_percent(split.test)
     rows = []
@@ -124,7 +128,7 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
             preds["baseline_soc_input"] = (soc_forest.predict(test[FEATURES + ["soc"]].to_numpy(float)), len(X_train))
         for name, generated_rows in generated.items():
             at = generated_rows.at(level)
-            forest = make_forest(rs).fit(at.X, at.soh)  # labels: the SOH each row was generated for
+            forest = fit_forest(at.X, at.soh, rs, threads=1)  # labels: the SOH each row was generated for
             preds[GENERATORS[name].label] = (forest.predict(X_test), len(at.soh))
         groups = group_masks(test, by)
         for method, (pred, n_train) in preds.items():
@@ -133,6 +137,17 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
                 rows.append({**split.labels, **dict(zip(by, key)), "test_soc": level, "method": method, "mape": m,
                              "ape_std": sd, "n_train": n_train, "n_test": int(at.sum())})
     return rows
+
+
+def _in_threads(task: Callable[[int], Any], n: int) -> list[Any]:
+    """``[task(0), ..., task(n - 1)]``, computed in threads over the usable cores."""
+    from battgen.soh import usable_cores
+
+    workers = min(n, usable_cores())
+    if workers <= 1:
+        return [task(i) for i in range(n)]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(task, range(n)))
 
 
 def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predictors: Sequence[str] = tuple(PREDICTORS),
@@ -147,6 +162,7 @@ def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predi
         raise ValueError("'none' generates nothing; with SOC known its forest is the predictor 'phase1'")
     names = [[n for n in generators if applies(generator(n), s)] for s in splits]
     generated, models = run_generators(splits, names, settings, progress)
-    rows = [r for split, gen in zip(splits, generated) for r in score_known_soc(split, gen, predictors, by)]
+    rows = [r for part in _in_threads(lambda i: score_known_soc(splits[i], generated[i], predictors, by), len(splits))
+            for r in part]
     columns = RESULT_COLUMNS[:RESULT_COLUMNS.index("test_soc")] + list(by) + RESULT_COLUMNS[RESULT_COLUMNS.index("test_soc"):]
     return pd.DataFrame(rows, columns=columns), models
