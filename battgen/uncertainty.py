@@ -67,10 +67,7 @@ class NoveltyScore:
         groups = np.asarray(groups)
         if X.ndim != 2 or len(X) != len(groups):
             raise ValueError(f"X must be (n, F) with one group per row, got {X.shape} and {groups.shape}")
-        extra = np.zeros((0, X.shape[1])) if X_extra is None else np.asarray(X_extra, dtype=float)
-        self.center_ = X.mean(axis=0)
-        self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-        self.reference_ = self._standardise(np.vstack([X, extra]))  # (n + m, F)
+        extra = self._reference(X, X_extra)
         own = np.concatenate([groups.astype(object), np.full(len(extra), None, dtype=object)])
         # one neighbour query for every battery at once: ask for enough neighbours to skip the
         # battery's own rows, then keep the k-th nearest row of another battery (or of no battery)
@@ -86,6 +83,23 @@ class NoveltyScore:
             # at most 1 / (n + 1) under exchangeability, instead of one that nothing could exceed)
             self.threshold_ = float(np.max(self.calibration_))
         return self
+
+    def _reference(self, X: np.ndarray, X_extra: np.ndarray | None) -> np.ndarray:
+        """Standardise by ``X`` (the measured pulses) and keep ``X`` and ``X_extra`` as the reference; returns the extra rows."""
+        extra = np.zeros((0, X.shape[1])) if X_extra is None else np.asarray(X_extra, dtype=float)
+        self.center_ = X.mean(axis=0)
+        self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        self.reference_ = self._standardise(np.vstack([X, extra]))  # (n + m, F)
+        return extra
+
+    @classmethod
+    def restored(cls, k: int, false_alarm: float, X: np.ndarray, X_extra: np.ndarray | None, threshold: float) -> "NoveltyScore":
+        """A fitted score from its reference pulses and a stored threshold (a saved model: recomputing the
+        threshold would need the training batteries' groups, which the model file does not keep)."""
+        nov = cls(k, false_alarm)
+        nov._reference(np.asarray(X, dtype=float), X_extra)
+        nov.threshold_ = float(threshold)
+        return nov
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return (np.asarray(X, dtype=float) - self.center_) / self.scale_

@@ -244,13 +244,9 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
 
     def _novelty_from(self, stored: dict) -> NoveltyScore:
         """The novelty score of a loaded model: refitted reference, stored threshold."""
-        nov = NoveltyScore(int(self.novelty_k), float(self.false_alarm))
         X = self._shape(self.train_X_)
-        nov.center_ = X[: self.n_measured_].mean(axis=0)
-        nov.scale_ = np.where(X[: self.n_measured_].std(axis=0) > 0, X[: self.n_measured_].std(axis=0), 1.0)
-        nov.reference_ = nov._standardise(X)
-        nov.threshold_ = float(stored["threshold"])
-        return nov
+        return NoveltyScore.restored(int(self.novelty_k), float(self.false_alarm), X[: self.n_measured_],
+                                     X[self.n_measured_:], stored["threshold"])
 
     def fit(self, X, y=None, *, soc=None, battery_id=None, progress: bool | None = None) -> "SOHEstimator":
         """Fit on measured rows: a :mod:`battgen.data` table (U1..U21, ``soc``, ``soh``,
