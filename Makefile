@@ -80,8 +80,10 @@ reproduce: setup
 	$(VENV)/bin/battgen reproduce --battery all --pulse-width 5 --seeds 0 1 2 --out results/ --force
 
 # One table: each speed figure of issue 13 against a reference measured in the same run, with the load average.
+# BENCH_FLAGS="--book --tests" adds make book and make test, each in a temporary clean clone (~15 min more).
+BENCH_FLAGS ?=
 bench: setup
-	$(PY) benchmarks/bench_speed.py
+	$(PY) benchmarks/bench_speed.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf _build book/_build book/notebooks results .stamps

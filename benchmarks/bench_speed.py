@@ -14,15 +14,26 @@ Rows (each with the machine's 1-minute load average before it and the highest se
   again: loaded time / quiet time (goal: at most 2);
 - ``battgen train`` end to end (process start to model file written) with the default generator
   (goal 3 s) and with ``--generator cvae`` (goal 5 s), and ``battgen --help`` (goal 0.5 s);
-- with ``--unit-tests``: the unit-test part of ``make test`` (``pytest -n 2 tests``), for the record.
+- with ``--unit-tests``: the unit-test part of ``make test`` (``pytest -n 2 tests``), for the record;
+- with ``--book``: ``make book`` (full profile: every chapter executed, then the site built) in a
+  temporary clean clone of this repository (goal 8 min), and the leak-free study of chapter 06
+  (5 seeds x 3 folds x 4 types x 8 cases) timed by papermill inside that run (goal 3 min);
+- with ``--tests``: ``make test`` in a temporary clean clone (goal 5 min).
 
-Usage: python benchmarks/bench_speed.py [--skip-load] [--unit-tests]
+The clean clones share this process's virtualenv (``.venv`` is a link to it, and make is told
+not to remake ``.venv/.installed``) and read the data from ``$BATTGEN_DATA_DIR``; ``PYTHONPATH``
+points every process and chapter kernel at the clone's own package. ``make bench`` passes
+``BENCH_FLAGS`` (``make bench BENCH_FLAGS="--book --tests"``); without them it takes about a minute.
+
+Usage: python benchmarks/bench_speed.py [--skip-load] [--unit-tests] [--book] [--tests]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 AUTHORS_GRID_S = 384.0
@@ -84,6 +96,49 @@ def command(args: list[str]) -> tuple[float, float]:
     return elapsed, int(done.stdout.split()[-1]) / 1024
 
 
+@contextmanager
+def clean_clone():
+    """``(clone, env)``: a temporary clone of the committed repository that shares this virtualenv, removed after."""
+    data = os.environ.get("BATTGEN_DATA_DIR")
+    if not data:
+        raise SystemExit("--book / --tests: set BATTGEN_DATA_DIR to the PulseBat folder (the clean clone reads it)")
+    root = Path(tempfile.mkdtemp(prefix="battgen-clone-"))
+    try:
+        clone = root / "battgen"
+        subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], check=True)
+        (clone / ".venv").symlink_to(Path(sys.prefix))
+        env = {**os.environ, "BATTGEN_DATA_DIR": str(Path(data).resolve()), "PYTHONPATH": str(clone)}
+        yield clone, env
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def make(clone: Path, env: dict, target: str) -> float:
+    """Wall seconds of ``make <target>`` in ``clone`` (its output in ``<clone>/make-<target>.log``)."""
+    t0 = time.perf_counter()
+    with open(clone / f"make-{target}.log", "w") as log:
+        done = subprocess.run(["make", "-C", str(clone), "-o", ".venv/.installed", target], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    elapsed = time.perf_counter() - t0
+    if done.returncode:
+        tail = (clone / f"make-{target}.log").read_text().splitlines()[-30:]
+        raise RuntimeError(f"make {target} failed in {clone}:\n" + "\n".join(tail))
+    return elapsed
+
+
+def chapter_lines(clone: Path, target: str) -> list[str]:
+    """The runner's per-chapter lines (``...: executed in N s``) of a make log."""
+    log = (clone / f"make-{target}.log").read_text().splitlines()
+    return [line for line in log if "executed in" in line or "chapters ready in" in line]
+
+
+def cell_seconds(notebook: Path, marker: str) -> float:
+    """Seconds papermill recorded for the code cells of ``notebook`` whose source contains ``marker``."""
+    cells = json.loads(notebook.read_text(encoding="utf8"))["cells"]
+    return sum(float(c["metadata"].get("papermill", {}).get("duration") or 0.0) for c in cells
+               if c["cell_type"] == "code" and marker in "".join(c["source"]))
+
+
 def battgen(*args: str) -> list[str]:
     return [sys.executable, "-m", "battgen.cli", *args]
 
@@ -122,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-load", action="store_true", help="skip the measurements with a busy process")
     ap.add_argument("--unit-tests", action="store_true", help="also time the unit-test part of make test")
+    ap.add_argument("--book", action="store_true", help="also time `make book` (full profile) in a clean clone (~10 min)")
+    ap.add_argument("--tests", action="store_true", help="also time `make test` in a clean clone (~5 min)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -202,8 +259,25 @@ def main(argv: list[str] | None = None) -> int:
         table.add("unit tests of make test (pytest -n 2 tests)", t_unit, "s", "goal (all of make test)", 300.0, None,
                   "(record)", True, load)
 
+    notes = []
+    if args.book:
+        with clean_clone() as (clone, env), LoadWatch() as load:
+            t_book = make(clone, env, "book")
+            notes += chapter_lines(clone, "book")
+            t_study = cell_seconds(clone / "book" / "notebooks" / "06_beyond_the_paper.ipynb", "run_leakfree(")
+        table.add("make book (full profile, clean clone)", t_book, "s", "goal", 480.0, None, "<= 8 min", t_book <= 480,
+                  load)
+        table.add("chapter 06: leak-free study (5 seeds x 3 folds x 32 cells)", t_study, "s", "goal", 180.0, None,
+                  "<= 3 min", t_study <= 180, load)
+    if args.tests:
+        with clean_clone() as (clone, env), LoadWatch() as load:
+            t_tests = make(clone, env, "test")
+        table.add("make test (clean clone)", t_tests, "s", "goal", 300.0, None, "<= 5 min", t_tests <= 300, load)
+
     print(f"\nmachine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), Python {sys.version.split()[0]}")
     table.print()
+    if notes:
+        print("\nmake book, chapter by chapter (side by side):\n  " + "\n  ".join(notes))
     return 0
 
 

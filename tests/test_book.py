@@ -245,9 +245,9 @@ def test_profiles_hold_every_setting_of_the_chapters():
     full, smoke = profile("full"), profile("smoke")
     assert set(PROFILES) == {"full", "smoke"} and PROFILES["full"] is full
     assert (full.epochs, full.seeds, full.leakfree_seeds, full.folds, full.cases, full.grid_points, full.threads) == (
-        50, (0, 1, 2), (0, 1, 2, 3, 4), 3, tuple(range(8)), 121, 1)
+        50, (0, 1, 2), (0, 1, 2, 3, 4), 3, tuple(range(8)), 121, None)
     assert (smoke.epochs, smoke.seeds, smoke.leakfree_seeds, smoke.folds, smoke.cases, smoke.grid_points, smoke.threads) == (
-        5, (0,), (0,), 2, (1, 6), 25, 1)
+        5, (0,), (0,), 2, (1, 6), 25, None)
     assert profile(smoke) is smoke
     with pytest.raises(AttributeError):
         smoke.epochs = 50  # frozen
@@ -268,8 +268,8 @@ def test_profile_train_config_and_runner_parameters(tmp_path):
     from battgen.book.runner import parameters_for
     from battgen.train import TrainConfig
 
-    assert profile("full").train_config() == TrainConfig(epochs=50, threads=1)
-    assert profile("smoke").train_config(lr=0.01, threads=None) == TrainConfig(epochs=5, lr=0.01, threads=None)
+    assert profile("full").train_config() == TrainConfig(epochs=50, threads=None)
+    assert profile("smoke").train_config(lr=0.01, threads=1) == TrainConfig(epochs=5, lr=0.01, threads=1)
     assert parameters_for("full", "/data", Path("/r")) == {
         "profile": "full", "seeds": [0, 1, 2], "data_dir": "/data", "results_dir": "/r", "progress": False}
     # as the runner calls it: relative to the kernel's folder, so no page shows the machine's folders
