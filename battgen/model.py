@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import random
+from typing import TypeVar
+
 import numpy as np
 import torch
 from torch import nn
@@ -266,23 +268,27 @@ def loss_terms(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.
     return torch.stack([loss, mean_recon, kl_per_dim.sum(dim=-1)])  # (3, ...): loss, recon, kl
 
 
-def loss_grads(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-               w: torch.Tensor, free_bits: float = 0.0, beta: torch.Tensor | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
+
+
+def loss_grads(cfg: CVAEConfig, x: Array, x_hat: Array, mu: Array, logvar: Array, w: Array, free_bits: float = 0.0,
+               beta: Array | None = None) -> tuple[Array, Array, Array]:
     """The gradient of :func:`loss_terms`'s loss with respect to ``x_hat``, ``mu`` and ``logvar``, in closed form.
 
     Same arguments and shapes as :func:`loss_terms` (for leading batch dimensions, the gradient of
-    the sum of their losses). The trainer records :func:`loss_terms` at every step and steps along
-    this gradient, because autograd on the loss alone costs more than the network's whole step.
+    the sum of their losses), as torch tensors or as NumPy arrays (the trainer's buffers). The
+    trainer records :func:`loss_terms` at every step and steps along this gradient, because
+    autograd on the loss alone costs more than the network's whole step.
     ``tests/test_model.py`` checks it against autograd on :func:`loss_terms` for every branch, and
     :func:`battgen.train.fit_generators` checks it again on the first batch of every run: changing
     one without the other stops training with an error.
     """
-    share = (w / w.sum(dim=-1, keepdim=True))[..., None]  # (..., B, 1) each row's weight in the batch mean
+    exp = torch.exp if isinstance(logvar, torch.Tensor) else np.exp  # torch tensors or NumPy arrays alike
+    share = (w / w.sum(-1)[..., None])[..., None]  # (..., B, 1) each row's weight in the batch mean
     d_x_hat = (x_hat - x) * (share * (2 * cfg.w_recon))  # (..., B, F): w_recon * d(sum of squares)
     d_kl = share * (cfg.w_kl if beta is None else cfg.w_kl * beta[..., None, None])  # (..., B, 1)
     if free_bits > 0:  # a latent dimension whose batch-mean KL sits below the floor gets no gradient
-        kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (..., B, L)
-        kl_per_dim = (kl_dims * w[..., None]).sum(dim=-2) / w.sum(dim=-1)[..., None]  # (..., L), as in loss_terms
+        kl_dims = -0.5 * (1 + logvar - mu * mu - exp(logvar))  # (..., B, L)
+        kl_per_dim = (kl_dims * w[..., None]).sum(-2) / w.sum(-1)[..., None]  # (..., L), as in loss_terms
         d_kl = d_kl * (kl_per_dim >= free_bits)[..., None, :]  # (..., B, L)
-    return d_x_hat, mu * d_kl, (logvar.exp() - 1) * (0.5 * d_kl)  # (..., B, F), (..., B, L), (..., B, L)
+    return d_x_hat, mu * d_kl, (exp(logvar) - 1) * (0.5 * d_kl)  # (..., B, F), (..., B, L), (..., B, L)

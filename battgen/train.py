@@ -381,8 +381,8 @@ def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar
     Xs, Cs = [], []
     rows = np.zeros((T, M * bs), dtype=np.int64)  # (T, M*bs) row of each batch slot in X, C
     eps = np.zeros((T, M, bs, L), dtype=np.float32)  # (T, M, bs, L) reparameterisation noise
-    wts = torch.zeros(T, M, bs)  # (T, M, bs) 1 for a real slot, 0 for padding
-    beta = torch.ones(T, M)  # (T, M) KL weight of each fit's step (annealing)
+    wts = np.zeros((T, M, bs), dtype=np.float32)  # (T, M, bs) 1 for a real slot, 0 for padding
+    beta = np.ones((T, M), dtype=np.float32)  # (T, M) KL weight of each fit's step (annealing)
     offset = 0
     for slot, f in enumerate(fits):
         X_f, C_f, rows_f, weights_f, eps_f = f.arrays()
@@ -390,11 +390,11 @@ def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar
         Cs.append(C_f)
         rows[: f.steps, slot * bs:(slot + 1) * bs] = rows_f + offset
         eps[: f.steps, slot] = eps_f
-        wts[: f.steps, slot] = torch.as_tensor(weights_f, dtype=torch.float32)
+        wts[: f.steps, slot] = weights_f
         offset += f.n
         if tc.kl_anneal_epochs > 0:  # the fit's epoch is t // its batches per epoch
             epoch = np.arange(f.steps) // f.batches
-            beta[: f.steps, slot] = torch.as_tensor(np.minimum((epoch + 1) / tc.kl_anneal_epochs, 1.0), dtype=torch.float32)
+            beta[: f.steps, slot] = np.minimum((epoch + 1) / tc.kl_anneal_epochs, 1.0)
     X, C = np.concatenate(Xs), np.concatenate(Cs)  # (sum n, F+1), (sum n, 2+1) every fit's rows
     annealed = tc.kl_anneal_epochs > 0
     stack = Stack(cfg, [f.model for f in fits], bs, tc.free_bits)
@@ -408,7 +408,8 @@ def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar
         stack.adam(k, lr_t, tc.beta1, tc.beta2, tc.eps)
         if slot == _CHUNK - 1 or t == T - 1:  # the loss of the last steps' batches, in one call
             first = t - slot
-            terms = stack.kept_terms(slot + 1, rows[first:t + 1], X, wts[first:t + 1], beta[first:t + 1] if annealed else None)
+            terms = stack.kept_terms(slot + 1, rows[first:t + 1], X, torch.from_numpy(wts[first:t + 1]),
+                                     torch.from_numpy(beta[first:t + 1]) if annealed else None)
             history[first:t + 1] = terms.permute(1, 0, 2)  # (steps, 3, M)
         if bar is not None:
             bar.update(k)

@@ -203,8 +203,9 @@ def test_history_is_loss_terms_on_each_batch(monkeypatch) -> None:
     with torch.no_grad():
         mu, logvar, _ = model.encode(xb, cb)
         expected = loss_terms(model.config, xb, model.decode(mu + torch.exp(0.5 * logvar) * eps, cb), mu, logvar, torch.ones(16))
-    # the hand-written forward pass rounds differently from the module's: equal to float32 precision
-    np.testing.assert_allclose([fit.history[k][0] for k in ("loss", "recon", "kl")], expected.numpy(), rtol=1e-5)
+    # the hand-written forward pass rounds differently from the module's: equal to float32 precision (the KL, about
+    # 2e-4 here, is a difference of terms near 1: float32 leaves it an absolute error of order 1e-7)
+    np.testing.assert_allclose([fit.history[k][0] for k in ("loss", "recon", "kl")], expected.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_a_loss_changed_without_its_gradient_stops_training(monkeypatch) -> None:
