@@ -101,7 +101,7 @@ class _Work:
         self.Ae, self.Ad = with_ones(k, B, A + 1), with_ones(k, B, A + 1)  # (k, B, A+1) encoder / decoder read-out | 1
         self.dPc, self.dPe, self.dPd = new(k, B, E), new(k, B, I), new(k, B, I)
         self.dC = new(k, B, E)  # d loss / d C
-        if st.attention:  # ReLU outputs and their gradients: attention's query units and context
+        if st.attention:  # ReLU outputs: attention's query units and context
             H, D = cfg.num_heads, cfg.embedding_dim
             self.He, self.Hd, self.C = new(k, B, I), new(k, B, I), new(k, B, E)
             self.Cc, self.Cc2 = new(k, B, E), new(k, B, E)  # C's non-zero units, compacted, and their squares
@@ -112,7 +112,6 @@ class _Work:
             self.ac, self.beta = new(k, 2, 2, H), new(k, 2)  # per layer: logit slope a and offset c; offset beta
             self.dscal = new(k, 2, 2, 2, H)  # per layer d loss / d [[a, c], [alpha, beta]]
             self.layers = [_AttnWork(self, st, layer) for layer in (0, 1)]
-            self.dHe, self.dHd = self.layers[0].dh, self.layers[1].dh
         else:  # straight into the read-outs (hidden units | condition embedding)
             self.He, self.Hd, self.C = self.Ae[..., :I], self.Ad[..., :I], self.Ae[..., I:-1]
             self.dHe, self.dHd = self.dAe[..., :I], self.dAd[..., :I]
@@ -140,6 +139,13 @@ class _AttnWork:
         self.bufT = new(k * B * H * (I + 8) * (E + 8))  # the same, row by row
         self.dscal = w.dscal[:, layer]  # (k, 2, 2, H)
         self.dh = new(k, B, I)
+        # the kernels' arguments, looked up once
+        self.args = (self.h, w.Cc, w.Cstat, self.a, self.c, w.consts, self.s, self.hidx, self.hn, self.start, self.buf,
+                     self.bufT)
+        self.read = (self.buf, self.start, w.Cc, w.Cc2, w.Cstat, self.hidx, self.hn, self.alpha, self.beta, w.consts, self.g,
+                     self.sec, self.Z, self.shared, self.out)
+        self.back = (self.h, self.bufT, self.start, w.Cc, w.Cidx, w.Cstat, self.hidx, self.hn, self.a, self.c, self.alpha,
+                     self.s, self.g, self.sec, self.Z, self.shared, w.consts, self.dh)
 
 
 class Stack:
@@ -213,20 +219,19 @@ class Stack:
 
     # ------------------------------------------------------------------ the attention layer
     @staticmethod
-    def _attend(a: _AttnWork, w: _Work) -> None:
-        """:meth:`battgen.model.UnitCrossAttention.forward` of one layer: ``a.out = alpha * g + beta``."""
-        n, nT = kernels.attend_args(a.h, w.Cc, w.Cstat, a.a, a.c, w.consts, a.s, a.hidx, a.hn, a.start, a.buf, a.bufT)
+    def _attend(a: _AttnWork, w: _Work, P: np.ndarray) -> None:
+        """:meth:`battgen.model.UnitCrossAttention.forward` of one layer on the query units ``ReLU(P)``:
+        ``a.out = alpha * g + beta``."""
+        n, nT = kernels.attend_args(P, *a.args)
         np.exp2(a.buf[:n], out=a.buf[:n])  # every block's unnormalised softmax weights
         np.exp2(a.bufT[:nT], out=a.bufT[:nT])  # the same numbers, row by row
-        kernels.attend_read(a.buf, a.start, w.Cc, w.Cc2, w.Cstat, a.hidx, a.hn, a.alpha, a.beta, w.consts, a.g, a.sec, a.Z,
-                            a.shared, a.out)
+        kernels.attend_read(*a.read)
 
     @staticmethod
-    def _attend_back(a: _AttnWork, w: _Work, dy: np.ndarray, first: bool) -> None:
-        """Gradients of :meth:`_attend` for ``dy`` = d loss / d out: ``a.dh``, ``a.dscal``, and d loss / d C
-        added to ``w.dC`` (set if ``first``)."""
-        kernels.attend_back(dy, a.h, a.bufT, a.start, w.Cc, w.Cidx, w.Cstat, a.hidx, a.hn, a.a, a.c, a.alpha, a.s, a.g,
-                            a.sec, a.Z, a.shared, w.consts, a.dh, w.dC, a.dscal, first)
+    def _attend_back(a: _AttnWork, w: _Work, dy: np.ndarray, dP: np.ndarray, first: bool) -> None:
+        """Gradients of :meth:`_attend` for ``dy`` = d loss / d out: ``dP`` = d loss / d ``P``, ``a.dscal``, and
+        d loss / d C added to ``w.dC`` (set if ``first``)."""
+        kernels.attend_back(dy, *a.back, dP, w.dC, a.dscal, first)
 
     # ------------------------------------------------------------------ one step
     def _work_for(self, k: int) -> _Work:
@@ -267,21 +272,22 @@ class Stack:
         K.gather(C, rows, wk.ca3)
         # forward: condition embedding, encoder, posterior, decoder
         np.matmul(wk.ca3, WT["cond_embed"], out=wk.Pc)  # (k, B, E)
-        K.activate(wk.Pc, wk.C, 1, c)
         np.matmul(wk.xa3, WT["enc_hidden"], out=wk.Pe)  # (k, B, I)
-        K.activate(wk.Pe, wk.He, 1, c)
         if self.attention:
-            K.condition_lists(wk.C, wk.Cc, wk.Cc2, wk.Cidx, wk.Cstat)
+            K.condition_lists(wk.Pc, wk.C, wk.Cc, wk.Cc2, wk.Cidx, wk.Cstat)  # C = ReLU(Pc) and its non-zero units
             K.attention_scalars(wk.blk, wk.bo, c, wk.pairs, wk.ac, wk.beta)
-            self._attend(wk.layers[0], wk)  # writes wk.Ae[..., :I]
+            self._attend(wk.layers[0], wk, wk.Pe)  # writes wk.He = ReLU(Pe) and wk.Ae[..., :I]
         else:
+            K.activate(wk.Pc, wk.C, 1, c)
+            K.activate(wk.Pe, wk.He, 1, c)
             wk.Ad[..., I:-1] = wk.C  # the decoder reads the same condition embedding
         np.matmul(wk.Ae, WT["z"], out=wk.zs)  # (k, B, 2L): z_mean | z_logvar
         K.reparameterise(wk.zs, eps, wk.se, wk.za, c)
         np.matmul(wk.za, WT["dec_hidden"], out=wk.Pd)  # (k, B, I)
-        K.activate(wk.Pd, wk.Hd, 1, c)
         if self.attention:
-            self._attend(wk.layers[1], wk)  # writes wk.Ad[..., :I]
+            self._attend(wk.layers[1], wk, wk.Pd)  # writes wk.Hd = ReLU(Pd) and wk.Ad[..., :I]
+        else:
+            K.activate(wk.Pd, wk.Hd, 1, c)
         np.matmul(wk.Ad, WT["dec_out"], out=wk.Po)  # (k, B, F)
         if self.sigmoid:
             K.activate(wk.Po, wk.xh, 2, c)
@@ -303,19 +309,20 @@ class Stack:
         np.matmul(d_out.transpose(0, 2, 1), wk.Ad, out=G["dec_out"])
         np.matmul(d_out, Win["dec_out"], out=wk.dAd)  # (k, B, A)
         if self.attention:
-            self._attend_back(wk.layers[1], wk, wk.dAd, True)
-        K.activate_back(wk.dHd, wk.Hd, 1, wk.dPd, c)  # (k, B, I)
+            self._attend_back(wk.layers[1], wk, wk.dAd, wk.dPd, True)
+        else:
+            K.activate_back(wk.dHd, wk.Hd, 1, wk.dPd, c)  # (k, B, I)
         np.matmul(wk.dPd.transpose(0, 2, 1), wk.za, out=G["dec_hidden"])
         np.matmul(wk.dPd, Win["dec_hidden"], out=wk.dz)  # (k, B, L)
         K.reparameterise_back(d_mu, d_logvar, wk.dz, wk.se, wk.dZ, c)  # (k, B, 2L)
         np.matmul(wk.dZ.transpose(0, 2, 1), wk.Ae, out=G["z"])
         np.matmul(wk.dZ, Win["z"], out=wk.dAe)  # (k, B, A)
         if self.attention:
-            self._attend_back(wk.layers[0], wk, wk.dAe, False)  # d loss / d C of both layers in wk.dC
+            self._attend_back(wk.layers[0], wk, wk.dAe, wk.dPe, False)  # d loss / d C of both layers in wk.dC
             K.attention_grads(wk.dscal, wk.blk, c, wk.gblk, wk.gbo)
         else:
             np.add(wk.dAe[..., I:], wk.dAd[..., I:], out=wk.dC)
-        K.activate_back(wk.dHe, wk.He, 1, wk.dPe, c)  # (k, B, I)
+            K.activate_back(wk.dHe, wk.He, 1, wk.dPe, c)  # (k, B, I)
         np.matmul(wk.dPe.transpose(0, 2, 1), wk.xa3, out=G["enc_hidden"])
         K.activate_back(wk.dC, wk.C, 1, wk.dPc, c)  # (k, B, E)
         np.matmul(wk.dPc.transpose(0, 2, 1), wk.ca3, out=G["cond_embed"])

@@ -41,24 +41,26 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_JIT)
-def condition_lists(C, Cc, Cc2, Cidx, Cstat):
-    """Per row of the batch: its non-zero condition units, compacted, with their squares and indices.
+def condition_lists(P, C, Cc, Cc2, Cidx, Cstat):
+    """The condition embedding ``C = ReLU(P)`` (k, B, E) and, per row of the batch, its non-zero
+    units, compacted, with their squares and indices.
 
-    ``C`` (k, B, E) the condition embedding; writes ``Cc``, ``Cc2`` (k, B, E) the non-zero values and
-    their squares, ``Cidx`` (k, B, E) their positions and ``Cstat`` (k, B, 4): max, min, the number
-    of zero units (as a float) and of non-zero ones.
+    Writes ``C``, ``Cc``, ``Cc2`` (k, B, E) the non-zero values and their squares, ``Cidx``
+    (k, B, E) their positions and ``Cstat`` (k, B, 4): max, min, the number of zero units (as a
+    float) and of non-zero ones.
     """
     k, B, E = C.shape
     for m in range(k):
         for b in range(B):
             n = 0
+            for j in range(E):
+                C[m, b, j] = max(P[m, b, j], 0.0)
             hi, lo = C[m, b, 0], C[m, b, 0]
             for j in range(E):
                 v = C[m, b, j]
                 hi, lo = max(hi, v), min(lo, v)
-                if v != 0:
-                    Cc[m, b, n], Cc2[m, b, n], Cidx[m, b, n] = v, v * v, j
-                    n += 1
+                Cc[m, b, n], Cc2[m, b, n], Cidx[m, b, n] = v, v * v, j  # kept when v != 0: no branch to mispredict
+                n += v != 0
             Cstat[m, b, 0], Cstat[m, b, 1], Cstat[m, b, 2], Cstat[m, b, 3] = hi, lo, E - n, n
 
 
@@ -69,11 +71,12 @@ def _pad(n, to):
 
 
 @njit(**_JIT)
-def attend_args(h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf, bufT):
+def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf, bufT):
     """The exponents of every block (module docstring), in powers of 2; returns how many of ``buf``
     and of ``bufT`` were written.
 
-    ``h`` (k, B, I) query units (after ReLU); ``a``, ``c`` (k, H) the logit slope and offset. Writes the slopes ``s`` (k, B, H, I),
+    Writes the query units ``h = ReLU(P)`` (k, B, I); ``a``, ``c`` (k, H) are the logit slope and
+    offset. Writes the slopes ``s`` (k, B, H, I),
     the non-zero query units ``hidx`` (k, B, I) and their number ``hn`` (k, B), and the exponents
     ``s_i C_j / ln 2 - max_j`` of each block twice, from ``start`` (k, B, H, 2): column by column
     into ``buf`` for :func:`attend_read` (the non-zero units, padded to a multiple of 4, then the
@@ -100,9 +103,10 @@ def attend_args(h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf, bufT):
         for b in range(B):
             nh = 0
             for i in range(I):
-                if h[m, b, i] != 0:
-                    hidx[m, b, nh] = i
-                    nh += 1
+                h[m, b, i] = max(P[m, b, i], zero)
+            for i in range(I):
+                hidx[m, b, nh] = i  # kept when h != 0: no branch to mispredict
+                nh += h[m, b, i] != 0
             hn[m, b] = nh
             nr, nc = nh + 1, int(Cstat[m, b, 3])
             nrp, ncq, nrq, ncp = _pad(nr, 8), _pad(nc, 4), _pad(nr, 4), _pad(nc, 8)
@@ -200,11 +204,11 @@ def attend_read(buf, start, Cc, Cc2, Cstat, hidx, hn, alpha, beta, consts, g, se
 
 
 @njit(**_JIT)
-def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g, sec, Z, shared, consts, dh, dC, dscal,
-                first):
+def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g, sec, Z, shared, consts, dh, dP, dC,
+                dscal, first):
     """Gradients of one attention layer for ``dy`` (k, B, I) = d loss / d out.
 
-    Writes ``dh`` (k, B, I); adds d loss / d C to ``dC`` (k, B, E) (zeroed first if ``first``;
+    Writes ``dh`` (k, B, I) and, through the ReLU that made ``h``, ``dP`` (k, B, I); adds d loss / d C to ``dC`` (k, B, E) (zeroed first if ``first``;
     entries of zero condition units stay 0: ReLU's mask drops them); writes
     ``dscal`` (k, 2, 2, H) = ``[[da, dc], [dalpha, dbeta]]`` (dbeta in head 0). The sums over
     query units run four rows at a time, in a fixed order.
@@ -240,11 +244,13 @@ def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g
                     dc += ds
                     da += ds * h[m, b, i]
                     dh[m, b, i] += ds * am
-                    if h[m, b, i] == 0:
-                        dg0 += dg
+                    dg0 += dg if h[m, b, i] == 0 else zero
                 dscal[m, 0, 0, hh] += da
                 dscal[m, 0, 1, hh] += dc
                 dscal[m, 1, 0, hh] += dal
+                if hh == H - 1:
+                    for i in range(I):
+                        dP[m, b, i] = dh[m, b, i] if h[m, b, i] > zero else zero
                 W[0, 0] = dg0 / shared[m, b, hh, 1]  # the shared row carries the sum over the zero query units
                 W[1, 0] = W[0, 0] * c[m, hh]
                 W[2, 0] = W[1, 0] * shared[m, b, hh, 0]

@@ -20,6 +20,7 @@ never trains a network.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -42,7 +43,7 @@ __all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "feature_scale
            "worker_threads"]
 
 FORMAT_VERSION = 1
-_CHUNK = 16
+_CHUNK = 128
 """Steps whose loss values :func:`battgen.model.loss_terms` computes in one call."""
 _STACK = 8
 """Fits trained as one stack at most (a stack holds two (fits, 32, 64, 64) attention maps)."""
@@ -313,7 +314,8 @@ def fit_generators(
             out += list(zip(group, states, histories))
         return out
 
-    previous = torch.get_num_threads()
+    previous, collecting = torch.get_num_threads(), gc.isenabled()
+    gc.disable()  # the steps make no reference cycles, but their small objects set off collections of the whole heap
     try:
         if len(shares) == 1:
             results = work(shares[0])
@@ -322,6 +324,8 @@ def fit_generators(
                 results = [r for share in pool.map(work, shares) for r in share]
     finally:
         torch.set_num_threads(previous)
+        if collecting:
+            gc.enable()
     if bar is not None:
         bar.close()
 
