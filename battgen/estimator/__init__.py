@@ -21,8 +21,8 @@ The generators are those of the registry :mod:`battgen.evaluation.generators`; t
 (:func:`battgen.evaluation.core.training_set`: measured + generated rows, SOC unknown) are the
 evaluation core's, so the estimator and its benchmark run the same code. Regressors (``regressor=``):
 
-- ``"forest"`` (default): the paper's random forest (:func:`battgen.soh.make_forest`) on U1..U21 of
-  the training set;
+- ``"forest"`` (default): the paper's random forest (:func:`battgen.soh.fit_forest`, the predictions
+  of :func:`battgen.soh.make_forest` bit for bit) on U1..U21 of the training set;
 - ``"invariant_forest"``, ``"invariant_ridge"``, ``"invariant_ensemble"``, ``"soc_then_soh"``: the
   estimators on SOC-invariant pulse features of :mod:`battgen.invariant_estimator`
   (:class:`~battgen.invariant_estimator.InvariantEstimator`, pulse resistances and relaxation
@@ -68,7 +68,7 @@ from battgen.evaluation.generators import GeneratorSettings, Rows
 from battgen.evaluation.split import Split, derive_seed, estimator_split, grouped_folds
 from battgen.interpolation import interpolate_features
 from battgen.protocol import ALL_SOC
-from battgen.soh import make_forest
+from battgen.soh import fit_forest, usable_cores
 from battgen.uncertainty import NoveltyScore, interval as conformal_interval, pulse_shape
 
 __all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "REGRESSORS", "fit_estimators", "read_pulses", "check_pulses",
@@ -219,7 +219,7 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         """Fit :attr:`regressor_`: the paper's forest on the training set (its seed from ``random_state``),
         or the invariant-feature estimator on the measured rows (:attr:`measured_`)."""
         if self.regressor == "forest":
-            self.regressor_ = make_forest(derive_seed(int(self.random_state), "forest")).fit(self.train_X_, self.train_y_)
+            self.regressor_ = fit_forest(self.train_X_, self.train_y_, derive_seed(int(self.random_state), "forest"), threads=1)
         else:
             from battgen.invariant_estimator import InvariantEstimator
 
@@ -373,7 +373,7 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
 
 def _in_threads(tasks: Sequence) -> None:
     """Run independent tasks (forest fits: scikit-learn's tree builder releases the GIL) on the usable cores."""
-    workers = min(len(tasks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = min(len(tasks), usable_cores())
     if workers <= 1:
         for task in tasks:
             task()
