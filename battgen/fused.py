@@ -274,7 +274,7 @@ class Stack:
         np.matmul(wk.ca3, WT["cond_embed"], out=wk.Pc)  # (k, B, E)
         np.matmul(wk.xa3, WT["enc_hidden"], out=wk.Pe)  # (k, B, I)
         if self.attention:
-            K.condition_lists(wk.Pc, wk.C, wk.Cc, wk.Cc2, wk.Cidx, wk.Cstat)  # C = ReLU(Pc) and its non-zero units
+            K.condition_lists(wk.Pc, wk.C, wk.Cc, wk.Cc2, wk.Cidx, wk.Cstat, c)  # C = ReLU(Pc) and its non-zero units
             K.attention_scalars(wk.blk, wk.bo, c, wk.pairs, wk.ac, wk.beta)
             self._attend(wk.layers[0], wk, wk.Pe)  # writes wk.He = ReLU(Pe) and wk.Ae[..., :I]
         else:

@@ -41,7 +41,7 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_JIT)
-def condition_lists(P, C, Cc, Cc2, Cidx, Cstat):
+def condition_lists(P, C, Cc, Cc2, Cidx, Cstat, consts):
     """The condition embedding ``C = ReLU(P)`` (k, B, E) and, per row of the batch, its non-zero
     units, compacted, with their squares and indices.
 
@@ -50,11 +50,12 @@ def condition_lists(P, C, Cc, Cc2, Cidx, Cstat):
     float) and of non-zero ones.
     """
     k, B, E = C.shape
+    zero = consts[1]
     for m in range(k):
         for b in range(B):
             n = 0
             for j in range(E):
-                C[m, b, j] = max(P[m, b, j], 0.0)
+                C[m, b, j] = max(P[m, b, j], zero)
             hi, lo = C[m, b, 0], C[m, b, 0]
             for j in range(E):
                 v = C[m, b, j]

@@ -142,12 +142,14 @@ def _network_gradients(model, x, c, eps, w, free_bits=0.0, beta=None):
     return terms.detach(), dict(zip([n for n, _ in model.named_parameters()], grads))
 
 
-@pytest.mark.parametrize("config, free_bits, beta", [
-    ({}, 0.0, None),  # the paper's network and loss
-    ({"conditioning": "concat", "output": "linear"}, 0.2, 0.5),  # the improved generators' network, floor and annealing
-    ({"num_heads": 2, "embedding_dim": 8, "intermediate_dim": 6, "latent_dim": 3}, 0.0, None),
+@pytest.mark.parametrize("config, free_bits, beta, edges", [
+    ({}, 0.0, None, False),  # the paper's network and loss
+    ({"conditioning": "concat", "output": "linear"}, 0.2, 0.5, False),  # the improved generators' network, floor and annealing
+    ({"num_heads": 2, "embedding_dim": 8, "intermediate_dim": 6, "latent_dim": 3}, 0.0, None, False),
+    ({}, 0.0, None, True),  # rows whose query units or condition units are all 0, or none 0; logits beyond exp's range
+    ({"num_heads": 2, "embedding_dim": 8, "intermediate_dim": 6, "latent_dim": 3}, 0.0, None, True),
 ])
-def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta) -> None:
+def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta, edges) -> None:
     """battgen.fused.Stack computes the CVAE's forward pass and the gradient autograd gives, for every fit of a stack."""
     from battgen.fused import Stack
     from battgen.model import CVAE, CVAEConfig
@@ -160,6 +162,15 @@ def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta) -> 
             torch.nn.init.normal_(p, std=0.3)  # no zero biases: every term of the gradient counts
     x = torch.rand(M, B, cfg.feature_dim, dtype=torch.float64)
     c = torch.rand(M, B, cfg.condition_dim, dtype=torch.float64)
+    if edges:  # the attention kernels' special rows (battgen.kernels): shared softmax rows, the zero units' column
+        with torch.no_grad():
+            for model in models:
+                for layer in (model.cond_embed, model.enc_hidden, model.dec_hidden):
+                    layer.weight.abs_().add_(0.2)
+                    layer.bias.fill_(-0.5)
+                model.enc_attn.query.weight.mul_(40.0)  # logits of hundreds: weights far below 2^-126 of the largest
+        x[:, 0], c[:, 0] = 0.0, 0.0  # row 0: every condition unit and every encoder unit is 0
+        x[:, 1], c[:, 1] = 5.0, 5.0  # row 1: none is
     eps = torch.randn(M, B, cfg.latent_dim, dtype=torch.float64)
     w = torch.ones(M, B, dtype=torch.float64)
     w[1, -2:] = 0.0  # padding rows
@@ -168,6 +179,10 @@ def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta) -> 
     stack = Stack(cfg, models, B, free_bits)
     X, C = torch.cat([x.reshape(M * B, -1), ones], 1).numpy(), torch.cat([c.reshape(M * B, -1), ones], 1).numpy()
     stack.step(M, np.arange(M * B), X, C, eps.numpy(), w, betas)
+    if edges:  # the special rows did occur
+        wk, enc = stack._work, stack._work.layers[0]
+        assert (wk.Cstat[:, 0, 3] == 0).all() and (wk.Cstat[:, 1, 2] == 0).all() and (enc.hn[:, 0] == 0).all()
+        assert (enc.buf == 2.0 ** -126).any()  # floored weights
     terms = stack.kept_terms(1, np.arange(M * B)[None], X, w[None], None if betas is None else betas[None])[:, 0]
     grads = Stack(cfg, models, B)
     grads.params[:] = stack.grads  # read the gradient buffer with the parameters' names
