@@ -134,17 +134,15 @@ class _AttnWork:
         self.s, self.g, self.sec, self.Z = new(k, B, H, I), new(k, B, H, I), new(k, B, H, I), new(k, B, H, I)
         self.shared = new(k, B, H, 2)  # (g, Z) of the row shared by the zero query units
         self.hidx, self.hn = np.empty((k, B, I), np.int64), np.empty((k, B), np.int64)
-        self.start = np.empty((k, B, H, 2), np.int64)
-        self.buf = new(k * B * H * (I + 8) * (E + 8))  # the blocks' exponents, then weights, column by column
-        self.bufT = new(k * B * H * (I + 8) * (E + 8))  # the same, row by row
+        self.start = np.empty((k, B, H), np.int64)
+        self.buf = new(k * B * H * (I + 4) * (E + 8))  # the blocks' exponents, then weights, row by row
         self.dscal = w.dscal[:, layer]  # (k, 2, 2, H)
         self.dh = new(k, B, I)
         # the kernels' arguments, looked up once
-        self.args = (self.h, w.Cc, w.Cstat, self.a, self.c, w.consts, self.s, self.hidx, self.hn, self.start, self.buf,
-                     self.bufT)
+        self.args = (self.h, w.Cc, w.Cstat, self.a, self.c, w.consts, self.s, self.hidx, self.hn, self.start, self.buf)
         self.read = (self.buf, self.start, w.Cc, w.Cc2, w.Cstat, self.hidx, self.hn, self.alpha, self.beta, w.consts, self.g,
                      self.sec, self.Z, self.shared, self.out)
-        self.back = (self.h, self.bufT, self.start, w.Cc, w.Cidx, w.Cstat, self.hidx, self.hn, self.a, self.c, self.alpha,
+        self.back = (self.h, self.buf, self.start, w.Cc, w.Cidx, w.Cstat, self.hidx, self.hn, self.a, self.c, self.alpha,
                      self.s, self.g, self.sec, self.Z, self.shared, w.consts, self.dh)
 
 
@@ -222,9 +220,8 @@ class Stack:
     def _attend(a: _AttnWork, w: _Work, P: np.ndarray) -> None:
         """:meth:`battgen.model.UnitCrossAttention.forward` of one layer on the query units ``ReLU(P)``:
         ``a.out = alpha * g + beta``."""
-        n, nT = kernels.attend_args(P, *a.args)
+        n = kernels.attend_args(P, *a.args)
         np.exp2(a.buf[:n], out=a.buf[:n])  # every block's unnormalised softmax weights
-        np.exp2(a.bufT[:nT], out=a.bufT[:nT])  # the same numbers, row by row
         kernels.attend_read(*a.read)
 
     @staticmethod

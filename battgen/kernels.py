@@ -13,13 +13,15 @@ shortcuts make its cost follow the units that are not zero, which ReLU leaves at
 
 For each fit, row of the batch and head, :func:`attend_args` writes the block's exponents
 (rows: the shared row, then the non-zero query units; columns: the non-zero condition units, then
-the zero ones) into flat buffers, once column by column for the forward pass and once row by row
-for the backward pass, so that every inner loop runs along contiguous memory in whole vectors;
-one NumPy ``exp2`` over each buffer gives the unnormalised weights; :func:`attend_read` sums the
-moments and :func:`attend_back` runs the backward pass (the gradients of
-:class:`battgen.model._SoftmaxRead`). Every fit's numbers go through the same loops in the same
-order whatever else the stack holds, so a fit trained alone equals the same fit trained in a
-stack, to the last bit (sums are never reassociated by the compiler: no ``fastmath``).
+the zero ones) row by row into one flat buffer, padded so that every inner loop runs along
+contiguous memory in whole vectors; one NumPy ``exp2`` over the buffer gives the unnormalised
+weights; :func:`attend_read` sums each row's moments and :func:`attend_back` runs the backward
+pass (the gradients of :class:`battgen.model._SoftmaxRead`) on the same weights, four rows at a
+time. Every fit's numbers go through the same loops in the same order whatever else the stack
+holds, so a fit trained alone equals the same fit trained in a stack, to the last bit. Only
+:func:`attend_read` lets the compiler reorder its sums (into vector lanes, ``fastmath={"reassoc"}``):
+that order is fixed by the row's length and the CPU, so results may differ in the last bits
+from one kind of CPU to another, as OpenBLAS's products already do.
 
 ``consts`` holds the constants in the arrays' precision (float32 arithmetic stays float32):
 ``[1 / ln 2, 0, 1, 1/2, 1 / sqrt(D), -126, 1e30]`` (see :func:`attend_args` for the last two).
@@ -72,34 +74,29 @@ def _pad(n, to):
 
 
 @njit(**_JIT)
-def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf, bufT):
-    """The exponents of every block (module docstring), in powers of 2; returns how many of ``buf``
-    and of ``bufT`` were written.
+def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf):
+    """The exponents of every block (module docstring), in powers of 2; returns how many were written.
 
     Writes the query units ``h = ReLU(P)`` (k, B, I); ``a``, ``c`` (k, H) are the logit slope and
-    offset. Writes the slopes ``s`` (k, B, H, I),
-    the non-zero query units ``hidx`` (k, B, I) and their number ``hn`` (k, B), and the exponents
-    ``s_i C_j / ln 2 - max_j`` of each block twice, from ``start`` (k, B, H, 2): column by column
-    into ``buf`` for :func:`attend_read` (the non-zero units, padded to a multiple of 4, then the
-    zero units' column; rows padded with exponent 0 to a multiple of 8) and row by row into
-    ``bufT`` for :func:`attend_back` (the non-zero units padded to a multiple of 8; rows padded to
-    a multiple of 4). Padding keeps every loop in whole vectors.
+    offset. Writes the slopes ``s`` (k, B, H, I), the non-zero query units ``hidx`` (k, B, I) and
+    their number ``hn`` (k, B), and each block's exponents ``s_i C_j / ln 2 - max_j``, row by row,
+    into ``buf`` from ``start`` (k, B, H): the non-zero condition units, then the zero units'
+    column, padded to a multiple of 8 columns; rows padded to a multiple of 4. Padding keeps every
+    loop in whole vectors.
 
     Exponents are floored at ``consts[5]`` = -126, and padding gets -126 too (pushed there by
-    ``-consts[6]`` in the row-by-row loop): NumPy's ``exp2``
-    takes a slow path (tens of times slower) for results below float32's smallest normal number
-    2^-126. A weight below 2^-126 of its row's largest (which is 1) cannot change the normaliser
-    (at least 1) nor, beside the largest, a moment; padding columns have ``C = 0`` and padding
-    rows the weight 0 in the backward pass.
+    ``-consts[6]``): NumPy's ``exp2`` takes a slow path (tens of times slower) for results below
+    float32's smallest normal number 2^-126. A weight below 2^-126 of its row's largest (which is
+    1) cannot change the normaliser (at least 1) nor, beside the largest, a moment; padding has
+    the weight 0 in :func:`attend_read` and in the backward pass.
     """
     k, B, I = h.shape
     H, E = a.shape[1], Cc.shape[2]
-    s2 = np.zeros(I + 8, dtype=buf.dtype)
-    sh = np.zeros(I + 8, dtype=buf.dtype)
+    s2 = np.zeros(I + 1, dtype=buf.dtype)
     cpad = np.zeros(E + 8, dtype=buf.dtype)
     pen = np.zeros(E + 8, dtype=buf.dtype)
     l2, zero, floor, big = consts[0], consts[1], consts[5], consts[6]
-    pos, posT = 0, 0
+    pos = 0
     for m in range(k):
         for b in range(B):
             nh = 0
@@ -110,11 +107,11 @@ def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf, bufT):
                 nh += h[m, b, i] != 0
             hn[m, b] = nh
             nr, nc = nh + 1, int(Cstat[m, b, 3])
-            nrp, ncq, nrq, ncp = _pad(nr, 8), _pad(nc, 4), _pad(nr, 4), _pad(nc, 8)
+            nrq, ncp = _pad(nr, 4), _pad(nc + 1, 8)
             hi, lo = Cstat[m, b, 0], Cstat[m, b, 1]
-            for q in range(ncp):
+            for q in range(ncp):  # column nc: the zero units (exponent 0 - max, or the floor if there are none)
                 cpad[q] = Cc[m, b, q] if q < nc else zero
-                pen[q] = zero if q < nc else -big
+                pen[q] = zero if q < nc or (q == nc and nc < E) else -big
             for hh in range(H):
                 am, cm = a[m, hh], c[m, hh]
                 for i in range(I):
@@ -122,81 +119,64 @@ def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf, bufT):
                 s2[0] = cm * l2  # the shared row: h = 0
                 for r in range(1, nr):
                     s2[r] = s[m, b, hh, hidx[m, b, r - 1]] * l2
+                start[m, b, hh] = pos
+                blk = buf[pos:pos + nrq * ncp].reshape((nrq, ncp))  # a view indexed from 0: the loops vectorise
                 for r in range(nr):
-                    sh[r] = -max(s2[r] * hi, s2[r] * lo)  # minus the row maximum (C lies in [min C, max C])
-                for r in range(nr, nrp):
-                    s2[r], sh[r] = 0.0, 0.0
-                start[m, b, hh, 0], start[m, b, hh, 1] = pos, posT
-                blk = buf[pos:pos + (ncq + 1) * nrp].reshape((ncq + 1, nrp))  # views indexed from 0: loops vectorise
-                for q in range(nc):
-                    cq = cpad[q]
-                    col = blk[q]
-                    for r in range(nrp):
-                        col[r] = max(s2[r] * cq + sh[r], floor)
-                for q in range(nc, ncq):
-                    blk[q, :] = floor
-                for r in range(nrp):  # the zero units: exponent 0 - max (floored, and weight 0, if there are none)
-                    blk[ncq, r] = max(sh[r], floor) if nc < E else floor
-                blkT = bufT[posT:posT + nrq * ncp].reshape((nrq, ncp))
-                for r in range(nr):
-                    s2r, shr = s2[r], sh[r]
-                    row = blkT[r]
-                    for q in range(ncp):  # whole vectors: the padding's offset sends it to the floor
+                    s2r = s2[r]
+                    shr = -max(s2r * hi, s2r * lo)  # minus the row maximum (C lies in [min C, max C])
+                    row = blk[r]
+                    for q in range(ncp):
                         row[q] = max(s2r * cpad[q] + shr + pen[q], floor)
-                blkT[nr:, :] = floor
-                pos += (ncq + 1) * nrp
-                posT += nrq * ncp
-    return pos, posT
+                blk[nr:, :] = floor
+                pos += nrq * ncp
+    return pos
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 def attend_read(buf, start, Cc, Cc2, Cstat, hidx, hn, alpha, beta, consts, g, sec, Z, shared, out):
     """The moments of every block (``buf`` holding ``2^exponent``) and the layer's output.
 
     Writes per query unit the read ``g``, the second moment ``sec`` and the normaliser ``Z``
     (k, B, H, I); the shared row's ``(g, Z)`` in ``shared`` (k, B, H, 2); and
     ``out`` (k, B, I) = ``sum_h alpha_h g_h + beta`` with ``alpha`` (k, H), ``beta`` (k,).
-    The sums over condition units run four columns at a time, in a fixed order.
+
+    The only kernel whose sums the compiler may reorder (``fastmath={"reassoc"}``): each row's
+    three sums run in vector lanes, in an order fixed by the loop's length and the CPU's vector
+    width, the same whatever else the stack holds.
     """
     k, B, H, I = g.shape
     E = Cc.shape[2]
-    zero = consts[1]
-    z = np.empty(I + 8, dtype=buf.dtype)
-    m1 = np.empty(I + 8, dtype=buf.dtype)
-    m2 = np.empty(I + 8, dtype=buf.dtype)
-    c1 = np.zeros(E + 4, dtype=buf.dtype)
-    c2 = np.zeros(E + 4, dtype=buf.dtype)
+    zero, one = consts[1], consts[2]
+    wz = np.zeros(E + 8, dtype=buf.dtype)  # each column's weight in the normaliser
+    c1 = np.zeros(E + 8, dtype=buf.dtype)
+    c2 = np.zeros(E + 8, dtype=buf.dtype)
     for m in range(k):
         for b in range(B):
             nh = hn[m, b]
             nr, nc, n0 = nh + 1, int(Cstat[m, b, 3]), Cstat[m, b, 2]
-            nrp, ncq = _pad(nr, 8), _pad(nc, 4)
-            for q in range(ncq):
+            nrq, ncp = _pad(nr, 4), _pad(nc + 1, 8)
+            for q in range(ncp):
+                wz[q] = one if q < nc else (n0 if q == nc else zero)
                 c1[q] = Cc[m, b, q] if q < nc else zero
                 c2[q] = Cc2[m, b, q] if q < nc else zero
             for hh in range(H):
-                pos = start[m, b, hh, 0]
-                blk = buf[pos:pos + (ncq + 1) * nrp].reshape((ncq + 1, nrp))
-                for r in range(nrp):
-                    z[r] = n0 * blk[ncq, r] if n0 > 0 else zero
-                    m1[r] = zero
-                    m2[r] = zero
-                for q in range(0, ncq, 4):
-                    e0, e1, e2, e3 = blk[q], blk[q + 1], blk[q + 2], blk[q + 3]
-                    a0, a1, a2, a3 = c1[q], c1[q + 1], c1[q + 2], c1[q + 3]
-                    b0, b1, b2, b3 = c2[q], c2[q + 1], c2[q + 2], c2[q + 3]
-                    for r in range(nrp):
-                        f0, f1, f2, f3 = e0[r], e1[r], e2[r], e3[r]
-                        z[r] += (f0 + f1) + (f2 + f3)
-                        m1[r] += (f0 * a0 + f1 * a1) + (f2 * a2 + f3 * a3)
-                        m2[r] += (f0 * b0 + f1 * b1) + (f2 * b2 + f3 * b3)
-                g0, sec0 = m1[0] / z[0], m2[0] / z[0]
-                shared[m, b, hh, 0], shared[m, b, hh, 1] = g0, z[0]
-                for i in range(I):
-                    g[m, b, hh, i], sec[m, b, hh, i], Z[m, b, hh, i] = g0, sec0, z[0]
-                for r in range(1, nr):
-                    i = hidx[m, b, r - 1]
-                    g[m, b, hh, i], sec[m, b, hh, i], Z[m, b, hh, i] = m1[r] / z[r], m2[r] / z[r], z[r]
+                pos = start[m, b, hh]
+                blk = buf[pos:pos + nrq * ncp].reshape((nrq, ncp))
+                for r in range(nr):
+                    row = blk[r]
+                    z, m1, m2 = zero, zero, zero
+                    for q in range(ncp):
+                        e = row[q]
+                        z += e * wz[q]
+                        m1 += e * c1[q]
+                        m2 += e * c2[q]
+                    if r == 0:
+                        shared[m, b, hh, 0], shared[m, b, hh, 1] = m1 / z, z
+                        for i in range(I):
+                            g[m, b, hh, i], sec[m, b, hh, i], Z[m, b, hh, i] = m1 / z, m2 / z, z
+                    else:
+                        i = hidx[m, b, r - 1]
+                        g[m, b, hh, i], sec[m, b, hh, i], Z[m, b, hh, i] = m1 / z, m2 / z, z
             for i in range(I):
                 y = alpha[m, 0] * g[m, b, 0, i]
                 for hh in range(1, H):
@@ -205,7 +185,7 @@ def attend_read(buf, start, Cc, Cc2, Cstat, hidx, hn, alpha, beta, consts, g, se
 
 
 @njit(**_JIT)
-def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g, sec, Z, shared, consts, dh, dP, dC,
+def attend_back(dy, h, buf, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g, sec, Z, shared, consts, dh, dP, dC,
                 dscal, first):
     """Gradients of one attention layer for ``dy`` (k, B, I) = d loss / d out.
 
@@ -218,8 +198,8 @@ def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g
     H = a.shape[1]
     E = dC.shape[2]
     zero = consts[1]
-    W = np.zeros((3, I + 4), dtype=bufT.dtype)
-    R = np.empty((3, E + 8), dtype=bufT.dtype)
+    W = np.zeros((3, I + 4), dtype=buf.dtype)
+    R = np.empty((3, E + 8), dtype=buf.dtype)
     for m in range(k):
         dbeta = zero
         for hh in range(H):
@@ -227,7 +207,7 @@ def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g
         for b in range(B):
             nh = hn[m, b]
             nr, nc = nh + 1, int(Cstat[m, b, 3])
-            nrq, ncp = _pad(nr, 4), _pad(nc, 8)
+            nrq, ncp = _pad(nr, 4), _pad(nc + 1, 8)
             for i in range(I):
                 dbeta += dy[m, b, i]
                 dh[m, b, i] = zero
@@ -264,8 +244,8 @@ def attend_back(dy, h, bufT, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g
                     W[0, r], W[1, r], W[2, r] = zero, zero, zero
                 for q in range(ncp):
                     R[0, q], R[1, q], R[2, q] = zero, zero, zero
-                pos = start[m, b, hh, 1]
-                blk = bufT[pos:pos + nrq * ncp].reshape((nrq, ncp))
+                pos = start[m, b, hh]
+                blk = buf[pos:pos + nrq * ncp].reshape((nrq, ncp))
                 for r in range(0, nrq, 4):  # R = E^T W
                     e0, e1, e2, e3 = blk[r], blk[r + 1], blk[r + 2], blk[r + 3]
                     u0, u1, u2, u3 = W[0, r], W[0, r + 1], W[0, r + 2], W[0, r + 3]
