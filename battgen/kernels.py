@@ -39,10 +39,21 @@ from numba import njit
 __all__ = ["condition_lists", "attend_args", "attend_read", "attend_back", "adam", "gather", "activate", "activate_back",
            "reparameterise", "reparameterise_back", "attention_scalars", "attention_grads"]
 
-_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
-@njit(**_JIT)
+def _jit(fn=None, **options):
+    """``numba.njit`` with the GIL released and the machine code cached on disk; where no cache
+    folder is writable (numba's ``NUMBA_CACHE_DIR``, this package's, the user's), compiled anew in
+    each process instead of failing at import."""
+    def compile_(f):
+        try:
+            return njit(cache=True, nogil=True, error_model="numpy", **options)(f)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return njit(cache=False, nogil=True, error_model="numpy", **options)(f)
+    return compile_ if fn is None else compile_(fn)
+
+
+@_jit
 def condition_lists(P, C, Cc, Cc2, Cidx, Cstat, consts):
     """The condition embedding ``C = ReLU(P)`` (k, B, E) and, per row of the batch, its non-zero
     units, compacted, with their squares and indices.
@@ -67,13 +78,13 @@ def condition_lists(P, C, Cc, Cc2, Cidx, Cstat, consts):
             Cstat[m, b, 0], Cstat[m, b, 1], Cstat[m, b, 2], Cstat[m, b, 3] = hi, lo, E - n, n
 
 
-@njit(**_JIT)
+@_jit
 def _pad(n, to):
     """``n`` rounded up to a multiple of ``to``."""
     return (n + to - 1) // to * to
 
 
-@njit(**_JIT)
+@_jit
 def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf):
     """The exponents of every block (module docstring), in powers of 2; returns how many were written.
 
@@ -132,7 +143,7 @@ def attend_args(P, h, Cc, Cstat, a, c, consts, s, hidx, hn, start, buf):
     return pos
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+@_jit(fastmath={"reassoc"})
 def attend_read(buf, start, Cc, Cc2, Cstat, hidx, hn, alpha, beta, consts, g, sec, Z, shared, out):
     """The moments of every block (``buf`` holding ``2^exponent``) and the layer's output.
 
@@ -184,7 +195,7 @@ def attend_read(buf, start, Cc, Cc2, Cstat, hidx, hn, alpha, beta, consts, g, se
                 out[m, b, i] = y + beta[m]
 
 
-@njit(**_JIT)
+@_jit
 def attend_back(dy, h, buf, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g, sec, Z, shared, consts, dh, dP, dC,
                 dscal, first):
     """Gradients of one attention layer for ``dy`` (k, B, I) = d loss / d out.
@@ -261,7 +272,7 @@ def attend_back(dy, h, buf, start, Cc, Cidx, Cstat, hidx, hn, a, c, alpha, s, g,
         dscal[m, 1, 1, 0] = dbeta
 
 
-@njit(**_JIT)
+@_jit
 def adam(p, g, m1, m2, k, coef):
     """One Adam step of rows ``[0, k)`` of the flat ``(M, P)`` buffers.
 
@@ -280,7 +291,7 @@ def adam(p, g, m1, m2, k, coef):
 # ---------------------------------------------------------------------- the dense layers
 
 
-@njit(**_JIT)
+@_jit
 def gather(X, rows, out):
     """``out`` (k, B, n) = the rows ``rows`` (k * B,) of ``X`` (N, n)."""
     k, B, n = out.shape
@@ -291,7 +302,7 @@ def gather(X, rows, out):
                 out[m, b, j] = X[r, j]
 
 
-@njit(**_JIT)
+@_jit
 def activate(P, Y, act, consts):
     """``Y = act(P)`` (k, B, n): 1 ReLU, 2 sigmoid."""
     zero, one = consts[1], consts[2]
@@ -306,7 +317,7 @@ def activate(P, Y, act, consts):
                     y[j] = one / (one + np.exp(-p[j]))
 
 
-@njit(**_JIT)
+@_jit
 def activate_back(dY, Y, act, dP, consts):
     """``dP`` = d loss / d ``P`` from ``dY`` = d loss / d ``Y`` and the output ``Y`` of :func:`activate`."""
     zero, one = consts[1], consts[2]
@@ -318,7 +329,7 @@ def activate_back(dY, Y, act, dP, consts):
                 dP[m, b, j] = (dY[m, b, j] if y > zero else zero) if act == 1 else dY[m, b, j] * ((one - y) * y)
 
 
-@njit(**_JIT)
+@_jit
 def reparameterise(zs, eps, se, za, consts):
     """``za[..., :L] = mu + se`` with ``se = exp(logvar / 2) eps``; ``zs`` (k, B, 2L) is ``mu | logvar``."""
     k, B, L = se.shape
@@ -331,7 +342,7 @@ def reparameterise(zs, eps, se, za, consts):
                 za[m, b, j] = zs[m, b, j] + v
 
 
-@njit(**_JIT)
+@_jit
 def reparameterise_back(d_mu, d_logvar, dz, se, dZ, consts):
     """``dZ`` (k, B, 2L) = d loss / d ``(mu | logvar)`` from the loss's own terms and ``dz`` = d loss / d z."""
     k, B, L = dz.shape
@@ -343,7 +354,7 @@ def reparameterise_back(d_mu, d_logvar, dz, se, dZ, consts):
                 dZ[m, b, L + j] = d_logvar[m, b, j] + dz[m, b, j] * se[m, b, j] * half
 
 
-@njit(**_JIT)
+@_jit
 def attention_scalars(blk, bo, consts, pairs, ac, beta):
     """Both layers' ``(a, c, alpha, beta)`` (:meth:`battgen.model.UnitCrossAttention.scalars`).
 
@@ -369,7 +380,7 @@ def attention_scalars(blk, bo, consts, pairs, ac, beta):
             beta[m, layer] = bsum
 
 
-@njit(**_JIT)
+@_jit
 def attention_grads(dscal, blk, consts, gblk, gbo):
     """Both layers' parameter gradients ``gblk`` (k, 2, 7, H, D), ``gbo`` (k, 2) from ``dscal``
     (k, 2, 2, 2, H) = d loss / d ``[[a, c], [alpha, beta]]`` (beta in head 0; every head's ``bv.wo``

@@ -264,3 +264,21 @@ def test_improved_training_options(tmp_path: Path) -> None:
     assert back.train_config.free_bits == 0.5
     with pytest.raises(ValueError, match="feature_bounds"):
         fit_generators([FitJob(feats, cond, seed=0, feature_bounds=(5.0, 1.5))], cfg, TrainConfig(epochs=1))
+
+
+def test_kernels_compile_where_no_cache_folder_is_writable(monkeypatch) -> None:
+    """numba caches the kernels' machine code on disk; with no writable folder for it, they compile in the process
+    instead of failing at import."""
+    from numba import njit
+    from numba.core import caching
+
+    from battgen import kernels
+
+    def add_one(x):
+        return x + 1
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])  # no folder where numba could write
+    with pytest.raises(RuntimeError, match="no locator available"):  # what numba does on its own
+        njit(cache=True)(add_one)
+    compiled = kernels._jit(add_one)
+    assert compiled(1) == 2 and type(compiled._cache).__name__ == "NullCache"
