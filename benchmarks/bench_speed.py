@@ -178,40 +178,8 @@ class Table:
             print(line(r))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip-load", action="store_true", help="skip the measurements with a busy process")
-    ap.add_argument("--unit-tests", action="store_true", help="also time the unit-test part of make test")
-    ap.add_argument("--book", action="store_true", help="also time `make book` (full profile) in a clean clone (~10 min)")
-    ap.add_argument("--tests", action="store_true", help="also time `make test` in a clean clone (~5 min)")
-    args = ap.parse_args(argv)
-
-    import numpy as np
-
-    from battgen.data import load_pulsebat
-    from battgen.evaluation.generators import FITS, GeneratorSettings
-    from battgen.evaluation.split import paper_split
-    from battgen.train import fit_generators
-    from reference_loop import paper_rows, plain_fit
-
-    table = Table()
-    job = FITS["paper"].job(paper_split(load_pulsebat("LMO10"), case=0, seed=0), GeneratorSettings().feature_bounds)
-    x, c = paper_rows()
-
-    def ours() -> None:
-        fit_generators([job], progress=False)
-
-    def plain() -> None:
-        plain_fit(x, c)
-
-    ours(), plain()  # warm-up: first-use imports and allocations
-    with LoadWatch() as load:
-        t_plain = median_time(plain)
-        t_fit = median_time(ours)
-    table.add(f"one CVAE fit ({len(x)} rows, 50 epochs)", t_fit, "s", "plain PyTorch loop", t_plain, t_plain / t_fit,
-              ">= 5x faster", t_plain / t_fit >= 5, load)
-
-    out = tempfile.mkdtemp(prefix="battgen-bench-")
+def _timed_commands(table: Table, out: str, ours, t_fit: float, t_plain: float, args: argparse.Namespace) -> None:
+    """The rows of fresh processes (the grid, train, --help), quiet and with one other busy process; outputs in ``out``."""
 
     def grid_cmd() -> list[str]:  # a new folder each time: battgen reproduce never replaces results
         return battgen("reproduce", "--battery", "all", "--pulse-width", "5", "--seeds", "0", "--out",
@@ -238,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         t_cvae, _ = command(train("--generator", "cvae"))
     table.add("battgen train --generator cvae, end to end", t_cvae, "s", "goal", 5.0, None, "<= 5 s", t_cvae <= 5, load)
     with LoadWatch() as load:
-        t_help = float(np.median([command(battgen("--help"))[0] for _ in range(3)]))
+        t_help = statistics.median([command(battgen("--help"))[0] for _ in range(3)])
     table.add("battgen --help", t_help, "s", "goal", 0.5, None, "< 0.5 s", t_help < 0.5, load)
 
     if not args.skip_load:
@@ -263,6 +231,44 @@ def main(argv: list[str] | None = None) -> int:
             t_unit = time.perf_counter() - t0
         table.add("unit tests of make test (pytest -n 2 tests)", t_unit, "s", "goal (all of make test)", 300.0, None,
                   "(record)", True, load)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-load", action="store_true", help="skip the measurements with a busy process")
+    ap.add_argument("--unit-tests", action="store_true", help="also time the unit-test part of make test")
+    ap.add_argument("--book", action="store_true", help="also time `make book` (full profile) in a clean clone (~10 min)")
+    ap.add_argument("--tests", action="store_true", help="also time `make test` in a clean clone (~5 min)")
+    args = ap.parse_args(argv)
+
+    from battgen.data import load_pulsebat
+    from battgen.evaluation.generators import FITS, GeneratorSettings
+    from battgen.evaluation.split import paper_split
+    from battgen.train import fit_generators
+    from reference_loop import paper_rows, plain_fit
+
+    table = Table()
+    job = FITS["paper"].job(paper_split(load_pulsebat("LMO10"), case=0, seed=0), GeneratorSettings().feature_bounds)
+    x, c = paper_rows()
+
+    def ours() -> None:
+        fit_generators([job], progress=False)
+
+    def plain() -> None:
+        plain_fit(x, c)
+
+    ours(), plain()  # warm-up: first-use imports and allocations
+    with LoadWatch() as load:
+        t_plain = median_time(plain)
+        t_fit = median_time(ours)
+    table.add(f"one CVAE fit ({len(x)} rows, 50 epochs)", t_fit, "s", "plain PyTorch loop", t_plain, t_plain / t_fit,
+              ">= 5x faster", t_plain / t_fit >= 5, load)
+
+    out = tempfile.mkdtemp(prefix="battgen-bench-")  # the runs' outputs, removed at the end
+    try:
+        _timed_commands(table, out, ours, t_fit, t_plain, args)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
     notes = []
     if args.book:
