@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from battgen.data import SCHEMA, VOLTAGE_RANGE_V
-from battgen.io import progress_enabled
+from battgen.io import progress_bar
 from battgen.protocol import (
     ALL_SOC,
     CONDITIONING_STEPS,
@@ -450,9 +450,7 @@ def extract_dir(
     report: list[str] = []
     todo = _plan(files, report, on_error)
     frames = []
-    from tqdm.auto import tqdm
-
-    for path in tqdm(todo, desc="extract features", unit="file", disable=not progress_enabled(progress)):
+    for path in progress_bar(todo, progress=progress, desc="extract features", unit="file"):
         try:
             df = extract(path, socs_pct, pulse_width_s, feats, drop_truncated=drop_truncated)
         except ValueError as exc:

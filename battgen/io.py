@@ -208,6 +208,15 @@ def progress_enabled(progress: bool | None) -> bool:
     return not os.environ.get("CI")
 
 
+def progress_bar(iterable=None, *, progress: bool | None = None, **kwargs):
+    """A tqdm progress bar, shown only if :func:`progress_enabled` (``progress``). Plain tqdm, never
+    ``tqdm.auto``: in a Jupyter kernel without ipywidgets that one warns, with the path of the
+    machine's Python installation, onto the page."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=not progress_enabled(progress), **kwargs)
+
+
 def package_fingerprint() -> str:
     """sha256 over the battgen package's Python sources: any change to them changes it."""
     return _tree_fingerprint(Path(__file__).resolve().parent, "*.py")

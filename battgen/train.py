@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from battgen.config import CVAEConfig, TrainConfig
-from battgen.io import atomic_path, progress_enabled
+from battgen.io import atomic_path, progress_bar, progress_enabled
 
 if TYPE_CHECKING:
     import torch
@@ -301,9 +301,8 @@ def fit_generators(
 
     bar = None
     if progress_enabled(progress):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=int(steps.sum()), desc=f"fitting {len(jobs)} CVAE{'s' if len(jobs) > 1 else ''}", unit="step")
+        bar = progress_bar(total=int(steps.sum()), progress=True, desc=f"fitting {len(jobs)} CVAE{'s' if len(jobs) > 1 else ''}",
+                           unit="step")
     shares = _shares(steps, worker_threads(tc.threads, len(jobs)))
 
     def work(share: list[int]) -> list[tuple[int, dict, np.ndarray]]:  # one thread: its fits, _STACK at a time

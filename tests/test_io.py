@@ -102,3 +102,18 @@ def test_read_table_reads_csv_with_bom_and_json(tmp_path: Path) -> None:
         read_table(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="is a folder"):
         read_table(tmp_path)
+
+
+def test_progress_bars_are_plain_tqdm_and_switch_off() -> None:
+    """tqdm.auto in a kernel without ipywidgets prints a warning with a machine path onto the page: never import it."""
+    import re
+    from pathlib import Path
+
+    from battgen.io import progress_bar
+
+    root = Path(__file__).resolve().parents[1]
+    auto = re.compile(r"^\s*(from\s+tqdm\.auto\s+import|import\s+tqdm\.auto)", re.M)
+    offenders = [str(p.relative_to(root)) for folder in ("battgen", "notebooks", "benchmarks")
+                 for p in sorted((root / folder).rglob("*.py")) if auto.search(p.read_text())]
+    assert not offenders, offenders
+    assert progress_bar(range(3), progress=False).disable and not progress_bar(range(3), progress=True).disable

@@ -41,9 +41,9 @@ from battgen.data import FEATURES
 from battgen.evaluation.generators import GENERATORS, GeneratorSettings, fit_models, generate
 from battgen.evaluation.split import Split, derive_seed, grid_conditions, soh_grid
 from battgen.evaluation.unknown_soc import InvariantEstimator, paired_difference
-from battgen.io import progress_enabled
+from battgen.io import progress_bar
 from battgen.protocol import ALL_SOC, soc_percent
-from battgen.soh import make_forest
+from battgen.soh import fit_forest
 from battgen.train import TrainConfig
 
 __all__ = [
@@ -181,8 +181,6 @@ def run_learning_curves(frames: dict[str, pd.DataFrame], config: LearningCurveCo
     All generator fits of the run train first, as stacks (one per network); then per draw the
     forests and the invariant estimator.
     """
-    from tqdm import tqdm  # not tqdm.auto: in a kernel without ipywidgets it warns with a machine path
-
     cfg = config or LearningCurveConfig()
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
@@ -192,11 +190,11 @@ def run_learning_curves(frames: dict[str, pd.DataFrame], config: LearningCurveCo
     splits = [draw_split(frames, d, cfg.group) for d in draws]
     gens = [g for g in cfg.methods if g in GENERATORS and GENERATORS[g].fit is not None]
     requests = [(i, g) for g in gens for i, d in enumerate(draws) if cfg.applies(g, d)]
-    settings = GeneratorSettings(train=TrainConfig(epochs=cfg.epochs, threads=1))
+    settings = GeneratorSettings(train=TrainConfig(epochs=cfg.epochs))  # threads from the machine: same numbers
     fitted = dict(zip(requests, fit_models([(splits[i], GENERATORS[g].fit) for i, g in requests], settings, cfg.progress)))
     out = []
-    for i, (d, split) in enumerate(tqdm(list(zip(draws, splits)), desc="learning curves", unit="point",
-                                        disable=not progress_enabled(cfg.progress))):
+    for i, (d, split) in enumerate(progress_bar(list(zip(draws, splits)), progress=cfg.progress, desc="learning curves",
+                                                unit="point")):
         new_only = replace(split, train=split.train[split.train["battery"] == d.design])
         X, y = split.train[FEATURES].to_numpy(float), split.train["soh"].to_numpy(float)
         X_test = split.test[FEATURES].to_numpy(float)
@@ -215,7 +213,7 @@ def run_learning_curves(frames: dict[str, pd.DataFrame], config: LearningCurveCo
                     gen_X = rows.X.copy()  # (n_generated, 21)
                     gen_X[:, 0] = V_REF
                 Xg, yg = (X, y) if rows is None else (np.vstack([X, gen_X]), np.concatenate([y, rows.soh]))
-                pred = make_forest(split.seed("forest")).fit(Xg, yg).predict(X_test)
+                pred = fit_forest(Xg, yg, split.seed("forest")).predict(X_test)
             out.append(_rows(split, method, pred))
     return pd.concat(out, ignore_index=True)
 

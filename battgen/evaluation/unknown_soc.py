@@ -45,7 +45,7 @@ from battgen.evaluation.core import constant_predictions
 from battgen.evaluation.split import derive_seed, grouped_folds
 from battgen.evaluation.stats import cluster_bootstrap
 from battgen.invariant_estimator import NEW_METHODS, RIDGE_ALPHAS, InvariantEstimator, augmented_rows, grouped_ridge_alpha  # noqa: F401 (re-exported)
-from battgen.io import progress_enabled
+from battgen.io import progress_bar
 from battgen.protocol import ALL_SOC, soc_percent
 from battgen.soh import absolute_percentage_errors
 
@@ -141,8 +141,6 @@ def run_unknown_soc(
     within minutes; each inner fold is as costly as an outer one); the SOHEstimator generators
     train for ``epochs`` epochs, all fits of the run as stacks.
     """
-    from tqdm import tqdm  # not tqdm.auto: in a kernel without ipywidgets it warns with a machine path
-
     from battgen.estimator import SOHEstimator, fit_estimators
 
     unknown = set(methods) - set(BASELINES) - set(NEW_METHODS)
@@ -156,7 +154,7 @@ def run_unknown_soc(
                              for u, g in plan], [u.train for u, _ in plan], progress=progress)
     by_unit = {(id(u), g): est for (u, g), est in zip(plan, fitted)}
     outer, inner_scores = [], []
-    for u in tqdm(units, desc="unknown-SOC estimators", unit="fold", disable=not progress_enabled(progress)):
+    for u in progress_bar(units, progress=progress, desc="unknown-SOC estimators", unit="fold"):
         preds: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         for m in methods:
             if m == "constant":
