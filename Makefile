@@ -32,6 +32,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test,book]"
 	# MathJax from the npm registry, served by the site itself (offline formulas)
 	$(PY) -m battgen.book mathjax
+	# the trainer's compiled kernels into numba's disk cache (once; else the first CVAE fit pays it)
+	$(PY) -c "from battgen.train import warm_up; print(f'[make] trainer kernels compiled in {warm_up():.0f} s')"
 	touch $@
 
 # Without a data folder: download and verify every PulseBat file into the cache once.
