@@ -106,9 +106,30 @@ def _reseeded(seed: int) -> np.random.RandomState:
     return generator
 
 
-def fit_forest(X: np.ndarray, y: np.ndarray, random_state: int | None = 0, threads: int | None = None) -> PaperForest:
+_FAST_SKLEARN = ((1, 6), (1, 10))
+"""scikit-learn releases (from, before) whose private tree API :class:`PaperForest` calls (written against 1.9;
+``tests/test_soh.py`` checks it on the installed one). Others get scikit-learn's own forest, which
+predicts the same, only slower."""
+
+
+def fast_forest_available() -> bool:
+    """Whether :class:`PaperForest` may be used with the installed scikit-learn (see :data:`_FAST_SKLEARN`)."""
+    from sklearn import __version__
+
+    try:
+        release = tuple(int(part) for part in __version__.split(".")[:2])
+    except ValueError:
+        return False
+    return _FAST_SKLEARN[0] <= release < _FAST_SKLEARN[1] and hasattr(DecisionTreeRegressor, "_fit")
+
+
+def fit_forest(X: np.ndarray, y: np.ndarray, random_state: int | None = 0,
+               threads: int | None = None) -> PaperForest | RandomForestRegressor:
     """The paper's forest fitted on ``X, y``: predictions equal to ``make_forest(random_state).fit(X, y)``'s
-    bit for bit, in a fraction of the time (:class:`PaperForest`)."""
+    bit for bit, in a fraction of the time (:class:`PaperForest`; scikit-learn's forest itself on releases
+    whose private tree API it was not written for)."""
+    if not fast_forest_available():
+        return make_forest(random_state, n_jobs=threads).fit(X, y)
     return PaperForest(random_state, threads).fit(X, y)
 
 

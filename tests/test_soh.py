@@ -32,13 +32,32 @@ def test_forest_has_the_papers_settings_and_is_seeded() -> None:
 def test_fit_forest_equals_the_scikit_learn_forest_bit_for_bit(threads: int) -> None:
     """Same seeds, same trees, predictions summed in tree order: equal bytes, ties included (rounded
     features make many equal candidate splits, where the seeds decide)."""
+    from battgen.soh import PaperForest, fast_forest_available
+
+    assert fast_forest_available()  # the installed scikit-learn is one PaperForest was written for: test it
     rng = np.random.default_rng(1)
     for seed in range(6):
         X, y = rng.random((120, 21)), rng.random(120)
         for features in (X, np.round(X, 1), np.asfortranarray(X)):
             ours = fit_forest(features, y, seed, threads=threads)
+            assert isinstance(ours, PaperForest)
             theirs = make_forest(seed).fit(features, y)
             assert ours.predict(X[:40]).tobytes() == theirs.predict(X[:40]).tobytes()
             assert [t.random_state for t in ours.estimators_] == [t.random_state for t in theirs.estimators_]
     with pytest.raises(ValueError, match="X has 5 features, the forest was fitted on 21"):
         ours.predict(X[:, :5])
+
+
+def test_other_scikit_learn_releases_get_scikit_learns_forest(monkeypatch) -> None:
+    """PaperForest calls scikit-learn's private tree API: on a release it was not written for, fit_forest
+    falls back to the forest itself (same predictions by definition)."""
+    import sklearn
+
+    import battgen.soh as soh
+
+    monkeypatch.setattr(sklearn, "__version__", "1.5.2")
+    assert not soh.fast_forest_available()
+    X, y = np.random.default_rng(0).random((50, 21)), np.random.default_rng(1).random(50)
+    forest = soh.fit_forest(X, y, 3)
+    assert not isinstance(forest, soh.PaperForest) and forest.random_state == 3
+    assert forest.predict(X[:5]).tobytes() == make_forest(3).fit(X, y).predict(X[:5]).tobytes()
