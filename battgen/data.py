@@ -166,10 +166,21 @@ def data_dir_from_env() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def cache_dir() -> Path:
-    import pooch
+def _pooch():
+    """pooch, imported quietly: its ``tqdm.auto`` import warns in a Jupyter kernel without ipywidgets,
+    naming the Python installation's path on the page, and its logger's "Downloading data from ..."
+    line would make a failed download two lines (battgen's own message says what happened)."""
+    import warnings
 
-    return Path(pooch.os_cache("battgen"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pooch
+    pooch.get_logger().setLevel("WARNING")
+    return pooch
+
+
+def cache_dir() -> Path:
+    return Path(_pooch().os_cache("battgen"))
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -218,8 +229,7 @@ def fetch(key: str, data_dir: str | os.PathLike | None = None, *, download: bool
     where = f"{local_dir / key} does not exist; " if local_dir is not None else ""
     if not download:
         raise FileNotFoundError(f"{where}{key} is not cached. Run `battgen fetch`, or set {ENV_VAR} to a folder holding it.")
-    import pooch
-
+    pooch = _pooch()
     try:
         path = pooch.retrieve(entry.url, known_hash=f"sha256:{entry.sha256}", fname=Path(key).name,
                               path=cached.parent, progressbar=False)

@@ -193,3 +193,21 @@ def test_parsed_tables_are_kept_in_the_cache_never_in_the_data_folder(data_dir: 
     data._load_cached.cache_clear()
     pd.testing.assert_frame_equal(load_pulsebat("LFP35", 5, data_dir=data_dir), parsed, check_exact=True)
     data._load_cached.cache_clear()
+
+
+def test_a_failed_download_is_one_line(tmp_path) -> None:
+    """No data folder, an empty cache and no network: one line naming the file and its URL, exit code 2
+    (pooch's own "Downloading data from ..." log line used to come first)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "BATTGEN_DATA_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="")
+    run = subprocess.run([sys.executable, "-m", "battgen.cli", "train", "--battery", "LMO10", "--soc", "5", "25",
+                          "--out", str(tmp_path / "m.pt")], capture_output=True, text=True, env=env, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert lines[0].startswith("battgen train: error: could not download features_5s/LMO_10Ah_W_5000.xlsx from https://")
+    assert not (tmp_path / "m.pt").exists()
