@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unit-tests", action="store_true", help="also time the unit-test part of make test")
     ap.add_argument("--book", action="store_true", help="also time `make book` (full profile) in a clean clone (~10 min)")
     ap.add_argument("--tests", action="store_true", help="also time `make test` in a clean clone (~5 min)")
+    ap.add_argument("--keep-book", metavar="DIR", help="with --book: copy the executed chapters and results/ to DIR")
     args = ap.parse_args(argv)
 
     from battgen.data import load_pulsebat
@@ -276,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             t_book, failed = make(clone, env, "book")
             notes += step_lines(clone, "book") + failed
             t_study = cell_seconds(clone / "book" / "notebooks" / "06_beyond_the_paper.ipynb", "run_leakfree(")
+            if args.keep_book:  # the executed chapters and their results, for the numbers a note quotes
+                for part in ("book/notebooks", "results"):
+                    shutil.copytree(clone / part, Path(args.keep_book) / part, dirs_exist_ok=True)
         table.add("make book (full profile, clean clone)" + (" FAILED" if failed else ""), t_book, "s", "goal", 480.0,
                   None, "<= 8 min", t_book <= 480 and not failed, load)
         table.add("chapter 06: leak-free study (5 seeds x 3 folds x 32 cells)", t_study, "s", "goal", 180.0, None,
