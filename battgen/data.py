@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "data_dir_from_env",
     "fetch",
     "load_pulsebat",
+    "battery_frames",
     "sha256",
     "validate_features",
 ]
@@ -429,3 +430,12 @@ def _parse_table(file: str, key: str, pulse_width_s: int, max_soc: float) -> pd.
     out = out[out["soc"] <= max_soc + 1e-9]
     out = out.sort_values(["battery_id", "soc"], kind="stable").reset_index(drop=True)
     return out[SCHEMA]
+
+
+def battery_frames(batteries: Sequence[str], pulse_width_s: int = 5, frames: Mapping[str, pd.DataFrame] | None = None,
+                   data_dir: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
+    """``{key: table}`` of ``batteries`` (keys as in :data:`BATTERIES`): the given ``frames`` where they hold
+    one, else :func:`load_pulsebat` (what every benchmark takes, so that a chapter loads each file once)."""
+    keys = [battery_type(b).key for b in batteries]
+    return {b: frames[b] if frames is not None and b in frames else load_pulsebat(b, pulse_width_s, data_dir=data_dir)
+            for b in keys}

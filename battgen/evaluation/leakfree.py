@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from battgen.data import BATTERIES, FEATURES, VOLTAGE_RANGE_V, battery_type, load_pulsebat
+from battgen.data import BATTERIES, FEATURES, VOLTAGE_RANGE_V, battery_frames, battery_type
 from battgen.evaluation.core import PREDICTORS, RESULT_COLUMNS, constant_predictions, evaluate_known_soc, group_masks
 from battgen.evaluation.generators import GENERATORS, IMPROVED_MODEL, GeneratorSettings
 from battgen.evaluation.split import derive_seed, grouped_folds, leakfree_splits
@@ -101,12 +101,6 @@ class LeakFreeConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _frames(batteries: Sequence[str], pulse_width_s: int, frames, data_dir) -> dict[str, pd.DataFrame]:
-    keys = [battery_type(b).key for b in batteries]
-    return {b: frames[b] for b in keys} if frames is not None else {
-        b: load_pulsebat(b, pulse_width_s, data_dir=data_dir) for b in keys}
-
-
 def _cached(path: Path | None, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """The table at ``path`` if it exists, else ``compute()`` (written to ``path`` when given)."""
     if path is not None and path.is_file():
@@ -146,7 +140,7 @@ def run_leakfree(
     recomputed when present: a change of settings or of the package recomputes.
     """
     cfg = config or LeakFreeConfig()
-    frames = _frames(cfg.batteries, cfg.pulse_width_s, frames, cfg.data_dir)
+    frames = battery_frames(cfg.batteries, cfg.pulse_width_s, frames, cfg.data_dir)
     out = []
     for seed in cfg.seeds:
         path = Path(cache_dir) / f"leakfree_{cfg.fingerprint()}_{_code_tag()}_seed{seed}.csv" if cache_dir is not None else None
@@ -203,7 +197,7 @@ def run_estimator_benchmark(
     from battgen.estimator import ESTIMATOR_GENERATORS, SOHEstimator, fit_estimators
 
     generators = tuple(generators or ESTIMATOR_GENERATORS)
-    frames = _frames(batteries, pulse_width_s, frames, data_dir)
+    frames = battery_frames(batteries, pulse_width_s, frames, data_dir)
     settings = json.dumps([list(frames), list(measured_soc), n_folds, sorted(generators), epochs, group, pulse_width_s]
                           + ([list(by)] if by else []))
     tag = hashlib.sha256(settings.encode()).hexdigest()[:12]

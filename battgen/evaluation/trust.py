@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from battgen.data import BATTERIES, FEATURES, battery_type, load_pulsebat
+from battgen.data import BATTERIES, FEATURES, battery_frames
 from battgen.evaluation.split import derive_seed, grouped_folds
 from battgen.protocol import soc_percent
 
@@ -24,13 +24,6 @@ __all__ = ["TRUST_COLUMNS", "run_trust_benchmark", "soh_terciles", "coverage_sum
 
 TRUST_COLUMNS = ["battery", "seed", "fold", "cell", "battery_id", "soc", "soh", "estimate", "lower", "upper",
                  "novelty", "flagged"]
-
-
-def _frames(batteries: Sequence[str], pulse_width_s: int, frames: Mapping[str, pd.DataFrame] | None,
-            data_dir: str | None) -> dict[str, pd.DataFrame]:
-    keys = [battery_type(b).key for b in batteries]
-    return {b: frames[b] if frames is not None and b in frames else load_pulsebat(b, pulse_width_s, data_dir=data_dir)
-            for b in keys}
 
 
 def run_trust_benchmark(
@@ -54,7 +47,7 @@ def run_trust_benchmark(
     """
     from battgen.estimator import SOHEstimator, fit_estimators
 
-    frames = _frames(batteries, 5, frames, data_dir)
+    frames = battery_frames(batteries, 5, frames, data_dir)
     plan, estimators, data = [], [], []
     for seed in seeds:
         for b, df in frames.items():
@@ -112,8 +105,8 @@ def run_ood_matrix(
     design's 3 s pulses. Columns: ``trained_on``, ``scored``, ``flagged``, ``n``."""
     from battgen.estimator import SOHEstimator, fit_estimators
 
-    frames = _frames(batteries, 5, frames, data_dir)
-    frames_3s = _frames(batteries, 3, frames_3s, data_dir)
+    frames = battery_frames(batteries, 5, frames, data_dir)
+    frames_3s = battery_frames(batteries, 3, frames_3s, data_dir)
     estimators = [SOHEstimator(generator=generator, epochs=epochs, random_state=random_state) for _ in frames]
     data = [df[np.isin(soc_percent(df), list(measured_soc))] for df in frames.values()]
     rows = []
