@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from battgen.protocol import ALL_SOC, CASES, SOC_STEP_PCT
+from battgen.protocol import ALL_SOC, CASES, SOC_STEP_PCT, soc_percent
 
 __all__ = ["main", "build_parser"]
 
@@ -200,8 +200,6 @@ def _default_generator() -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from battgen.data import BATTERIES
     from battgen.io import check_output
 
@@ -215,7 +213,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from battgen.estimator.inputs import declared_design, training_rows
 
     df, source = training_rows(args.data, args.battery, args.pulse_width, args.data_dir, args.soc)
-    levels = sorted(set(args.soc or np.rint(df["soc"].to_numpy(float) * 100).astype(int).tolist()))
+    levels = sorted(set(soc_percent(df).tolist()))  # the rows kept: those at the requested (or every) level
     if len(levels) < 2 and args.generator != "none":
         option = f"--soc {levels[0]}" if args.soc else f"{source}: column 'soc'"
         raise ValueError(f"{option}: one measured SOC level; generator {args.generator or _default_generator()!r} "

@@ -383,18 +383,13 @@ def _read_stored_table(path: Path) -> pd.DataFrame | None:
 
 def _store_table(table: pd.DataFrame, path: Path) -> None:
     """Keep ``table`` at ``path`` (numpy arrays, no pickle), written atomically; silently not when the cache is read-only."""
-    import tempfile
+    from battgen.io import atomic_path
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **{c: table[c].to_numpy(dtype=str if table[c].dtype.kind in "OTU" else None) for c in SCHEMA})
-        os.replace(fh.name, path)
     except OSError:
-        try:
-            os.unlink(fh.name)
-        except (OSError, UnboundLocalError):
-            pass
+        pass
 
 
 def _parse_table(file: str, key: str, pulse_width_s: int, max_soc: float) -> pd.DataFrame:

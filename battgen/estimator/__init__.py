@@ -63,12 +63,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from battgen.data import FEATURES
 from battgen.estimator.inputs import CUSTOM, DECLARED, check_pulses, declared_mismatches, design_of, read_pulses, refuse_declared
-from battgen.evaluation.core import run_generators, training_set
+from battgen.evaluation.core import in_threads, run_generators, training_set
 from battgen.evaluation.generators import GeneratorSettings, Rows
 from battgen.evaluation.split import Split, derive_seed, estimator_split, grouped_folds
 from battgen.interpolation import interpolate_features
 from battgen.protocol import ALL_SOC
-from battgen.soh import fit_forest, usable_cores
+from battgen.soh import fit_forest
 from battgen.uncertainty import NoveltyScore, interval as conformal_interval, pulse_shape
 
 __all__ = ["SOHEstimator", "ESTIMATOR_GENERATORS", "REGRESSORS", "fit_estimators", "read_pulses", "check_pulses",
@@ -209,9 +209,8 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         self.design_ = design_of(df)
         self.measured_ = None
         if self.regressor != "forest":  # what the invariant estimator fits on (and a saved model refits from)
-            cell = df["cell"] if "cell" in df.columns else df["battery_id"]
             self.measured_ = df[[*FEATURES, "soc", "soh"]].astype(float).assign(
-                battery_id=df["battery_id"].astype(str), cell=cell.astype(str)).reset_index(drop=True)
+                battery_id=df["battery_id"].astype(str), cell=_cells(df).astype(str)).reset_index(drop=True)
         self.calibration_scores_ = np.zeros(0)
         return self
 
@@ -311,6 +310,11 @@ class SOHEstimator(RegressorMixin, BaseEstimator):
         return persistence.load(cls, path)
 
 
+def _cells(df: pd.DataFrame) -> pd.Series:
+    """The physical battery of each row: ``cell`` where the table has it (a cell tested several times), else ``battery_id``."""
+    return df["cell"] if "cell" in df.columns else df["battery_id"]
+
+
 def _calibration_rows(df: pd.DataFrame, levels: Sequence[int]) -> pd.DataFrame:
     """A held-out battery's calibration pulses: its measured rows plus its rows interpolated to ``levels``."""
     if not levels or "soc" not in df.columns:
@@ -328,7 +332,7 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
     frames = [est._measured(*(d if isinstance(d, tuple) else (d, None, None, None))) for est, d in zip(estimators, data)]
     plan, copies, copy_frames = [], [], []
     for i, (est, df) in enumerate(zip(estimators, frames)):
-        groups = (df["cell"] if "cell" in df.columns else df["battery_id"]).to_numpy()
+        groups = _cells(df).to_numpy()
         k = min(int(est.calibration_folds), len(set(groups.tolist())))
         if k < 2:
             continue
@@ -357,9 +361,9 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
         for i in idx:
             r, m = done.get(i, (Rows.empty(), None))
             everyone[i]._finish(all_frames[i], splits[i], r, m)
-    _in_threads([est._fit_regressor for est in everyone])  # each seeded alone: the same bits in any order
+    in_threads(lambda i: everyone[i]._fit_regressor(), len(everyone))  # each seeded alone: the same bits in any order
     for est, df in zip(estimators, frames):
-        est._fit_novelty((df["cell"] if "cell" in df.columns else df["battery_id"]).to_numpy())
+        est._fit_novelty(_cells(df).to_numpy())
     scores: dict[int, list[np.ndarray]] = {}
     for (i, held), copy in zip(plan, copies):
         est, split = estimators[i], splits[i]
@@ -370,16 +374,3 @@ def fit_estimators(estimators: Sequence[SOHEstimator], data: Sequence, progress:
         estimators[i].calibration_scores_ = np.concatenate(parts)
     return list(estimators)
 
-
-def _in_threads(tasks: Sequence) -> None:
-    """Run independent tasks (forest fits: scikit-learn's tree builder releases the GIL) on the usable cores."""
-    workers = min(len(tasks), usable_cores())
-    if workers <= 1:
-        for task in tasks:
-            task()
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(task) for task in tasks]:
-            future.result()

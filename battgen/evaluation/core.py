@@ -78,7 +78,7 @@ def run_generators(splits: Sequence[Split], names: Sequence[Sequence[str]], sett
     for (i, fit), model in zip(requests, fitted):
         models[i][fit] = model
     with _one_torch_thread():  # the threads are the cores' workers: torch's own pool would fight them
-        rows = _in_threads(lambda i: {n: generate(splits[i], n, models[i].get(GENERATORS[n].fit)) for n in names[i]},
+        rows = in_threads(lambda i: {n: generate(splits[i], n, models[i].get(GENERATORS[n].fit)) for n in names[i]},
                            len(splits))  # each generator draws from its own seeded stream: threads change nothing
     return rows, models
 
@@ -147,7 +147,7 @@ def _one_torch_thread() -> Iterator[None]:
     """torch on one thread inside the block (when torch is loaded at all), as before it after.
 
     Generation decodes small batches; with torch's pool of one thread per core inside each of
-    :func:`_in_threads`' workers, a busy machine makes it several times slower (issue 13).
+    :func:`in_threads`' workers, a busy machine makes it several times slower (issue 13).
     """
     torch = sys.modules.get("torch")
     if torch is None:
@@ -161,8 +161,9 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _in_threads(task: Callable[[int], Any], n: int) -> list[Any]:
-    """``[task(0), ..., task(n - 1)]``, computed in threads over the usable cores."""
+def in_threads(task: Callable[[int], Any], n: int) -> list[Any]:
+    """``[task(0), ..., task(n - 1)]``, computed in threads over the usable cores (for independent,
+    GIL-releasing work such as tree building: the results do not depend on the threads)."""
     from battgen.soh import usable_cores
 
     workers = min(n, usable_cores())
@@ -184,7 +185,7 @@ def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predi
         raise ValueError("'none' generates nothing; with SOC known its forest is the predictor 'phase1'")
     names = [[n for n in generators if applies(generator(n), s)] for s in splits]
     generated, models = run_generators(splits, names, settings, progress)
-    rows = [r for part in _in_threads(lambda i: score_known_soc(splits[i], generated[i], predictors, by), len(splits))
+    rows = [r for part in in_threads(lambda i: score_known_soc(splits[i], generated[i], predictors, by), len(splits))
             for r in part]
     columns = RESULT_COLUMNS[:RESULT_COLUMNS.index("test_soc")] + list(by) + RESULT_COLUMNS[RESULT_COLUMNS.index("test_soc"):]
     return pd.DataFrame(rows, columns=columns), models
