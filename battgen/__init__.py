@@ -10,7 +10,7 @@ _LAZY = {"BATTERIES": "battgen.data", "FEATURES": "battgen.data", "load_pulsebat
 
 def __getattr__(name: str):
     # `import battgen` (and so every `battgen.x` module and the command line) imports nothing heavy:
-    # the data registry needs pandas and the estimator torch and scikit-learn, on first use only
+    # the data registry needs pandas and the estimator scikit-learn, on first use only
     if name in _LAZY:
         import importlib
 

@@ -242,7 +242,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     check_output(args.out, inputs={args.pulses: "the pulses file read", args.model: "the model (--model)"},
                  force=args.force, option="--out")
-    read_table(args.pulses, "pulse voltages U1..U21")  # unreadable: said before the model loads (torch, forest refit)
+    read_table(args.pulses, "pulse voltages U1..U21")  # unreadable: said before the model loads (forest refit)
     from battgen.estimator import SOHEstimator, declared_mismatches, read_pulses, refuse_declared
 
     est = SOHEstimator.load(args.model)

@@ -9,9 +9,9 @@ preallocated buffers:
 - the forward pass of :class:`battgen.model.CVAE` (condition embedding, encoder, the
   factorised unit cross-attention of :class:`battgen.model.UnitCrossAttention`, the
   reparameterisation, decoder): the same function, in the same precision;
-- the loss: :func:`battgen.model.loss_terms` gives the values recorded in the history and
-  :func:`battgen.model.loss_grads` its gradient (checked against autograd on ``loss_terms`` at
-  the first step of every stack);
+- the loss: :func:`battgen.loss.loss_terms` gives the values recorded in the history and
+  :func:`battgen.loss.loss_grads` its gradient (checked against finite differences of
+  ``loss_terms`` at the first step of every stack, against autograd in the tests);
 - the backward pass through the network in closed form (the softmax read's gradients are those
   of :class:`battgen.model._SoftmaxRead`), checked against autograd on :class:`CVAE` in the tests;
 - Adam (Keras' bias correction) on the flat buffers.
@@ -29,12 +29,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from typing import Any, Mapping
+
 import numpy as np
-import torch
 
 from battgen import kernels
 from battgen.config import CVAEConfig
-from battgen.model import CVAE, loss_grads, loss_terms
+from battgen.loss import check_loss_grads, loss_grads, loss_terms
 
 __all__ = ["Stack", "check_loss_grads"]
 
@@ -49,21 +50,6 @@ def _linears(cfg: CVAEConfig) -> list[tuple[str, tuple[str, ...], int, int]]:
     A = I if cfg.conditioning == "attention" else I + E
     return [("cond_embed", ("cond_embed",), E, cfg.condition_dim), ("enc_hidden", ("enc_hidden",), I, F),
             ("z", ("z_mean", "z_logvar"), 2 * L, A), ("dec_hidden", ("dec_hidden",), I, L), ("dec_out", ("dec_out",), F, A)]
-
-
-def check_loss_grads(cfg: CVAEConfig, x, x_hat, mu, logvar, w, free_bits: float = 0.0, beta=None) -> None:
-    """Raise ``RuntimeError`` unless :func:`battgen.model.loss_grads` is autograd's gradient of :func:`loss_terms` here."""
-    x, w, beta = x.double(), w.double(), None if beta is None else beta.double()
-    leaves = [t.detach().double().requires_grad_() for t in (x_hat, mu, logvar)]
-    with torch.enable_grad():
-        auto = torch.autograd.grad(loss_terms(cfg, x, *leaves, w, free_bits, beta)[0].sum(), leaves, allow_unused=True,
-                                   materialize_grads=True)
-    with torch.no_grad():
-        mine = loss_grads(cfg, x, *(t.detach() for t in leaves), w, free_bits, beta)
-    for name, a, b in zip(("x_hat", "mu", "logvar"), auto, mine):
-        if not torch.allclose(a, b, rtol=1e-6, atol=1e-9):
-            raise RuntimeError(f"battgen.model.loss_grads is not the gradient of battgen.model.loss_terms (d/d {name} "
-                               f"differs by {float((a - b).abs().max()):.3g}): change them together")
 
 
 class _Work:
@@ -149,13 +135,14 @@ class _AttnWork:
 class Stack:
     """``M`` CVAEs of one configuration: flat parameters, Adam state, and the training step.
 
-    ``models`` give the initial weights (built with each fit's seed); :meth:`step` takes one
+    ``initial`` give each fit's initial weights (arrays, or tensors, under :class:`battgen.model.CVAE`'s
+    names; float64 ones make a float64 stack); :meth:`step` takes one
     mini-batch per fit for the first ``k`` fits (the active prefix), writes their gradients and
     returns their loss terms; :meth:`adam` applies the update; :meth:`state_dict` gives a fit's
     weights back in :class:`battgen.model.CVAE`'s names.
     """
 
-    def __init__(self, cfg: CVAEConfig, models: Sequence[CVAE], batch_size: int, free_bits: float = 0.0):
+    def __init__(self, cfg: CVAEConfig, initial: Sequence[Mapping[str, Any]], batch_size: int, free_bits: float = 0.0):
         self.cfg, self.batch_size, self.free_bits = cfg, int(batch_size), float(free_bits)
         self.attention = cfg.conditioning == "attention"
         self.sigmoid = cfg.output == "sigmoid"
@@ -167,11 +154,12 @@ class Stack:
             self.offsets[block] = start
             start += size
         self.size = -(-start // 16) * 16  # padded: every fit's row starts on a 64-byte boundary
-        self.dtype = dt = np.float64 if next(models[0].parameters()).dtype == torch.float64 else np.float32
-        M = len(models)
+        states = [{k: _numpy(v) for k, v in state.items()} for state in initial]
+        self.dtype = dt = np.float64 if next(iter(states[0].values())).dtype == np.float64 else np.float32
+        M = len(states)
         self.params = np.zeros((M, self.size), dtype=dt)  # (M, P)
-        for m, model in enumerate(models):
-            self.params[m, :start] = torch.cat([t.reshape(-1) for t in self._blocks(model.state_dict())]).numpy()
+        for m, state in enumerate(states):
+            self.params[m, :start] = np.concatenate([t.reshape(-1) for t in self._blocks(state)])
         self.grads = np.zeros((M, self.size), dtype=dt)  # (M, P)
         self._moments = np.zeros_like(self.params), np.zeros_like(self.params)  # Adam's first and second moments
         self._work: _Work | None = None
@@ -185,17 +173,18 @@ class Stack:
         assert np.shares_memory(out, flat)  # a view, never a copy: the step writes through it
         return out
 
-    def _blocks(self, state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    def _blocks(self, state: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = []
         if self.attention:
-            out.append(torch.stack([state[f"{layer}.{row}"].reshape(-1) for layer in ("enc_attn", "dec_attn")
-                                    for row in _ATTN_ROWS]))
-            out.append(torch.cat([state["enc_attn.out.bias"], state["dec_attn.out.bias"]]))
+            out.append(np.stack([state[f"{layer}.{row}"].reshape(-1) for layer in ("enc_attn", "dec_attn")
+                                 for row in _ATTN_ROWS]))
+            out.append(np.concatenate([state["enc_attn.out.bias"], state["dec_attn.out.bias"]]))
         for _, layers, _, _ in _linears(self.cfg):
-            out.append(torch.cat([torch.cat([state[f"{n}.weight"], state[f"{n}.bias"][:, None]], dim=1) for n in layers]))
+            out.append(np.concatenate([np.concatenate([state[f"{n}.weight"], state[f"{n}.bias"][:, None]], axis=1)
+                                       for n in layers]))
         return out
 
-    def state_dict(self, slot: int) -> dict[str, torch.Tensor]:
+    def state_dict(self, slot: int) -> dict[str, np.ndarray]:
         """Fit ``slot``'s weights under :class:`battgen.model.CVAE`'s parameter names."""
         cfg, out = self.cfg, {}
         if self.attention:
@@ -205,14 +194,14 @@ class Stack:
             for i, layer in enumerate(("enc_attn", "dec_attn")):
                 for r, row in enumerate(_ATTN_ROWS):
                     shape = (1, H * D) if row == "out.weight" else (H * D, 1) if row.endswith("weight") else (H * D,)
-                    out[f"{layer}.{row}"] = torch.tensor(blk[i, r].reshape(shape))
-                out[f"{layer}.out.bias"] = torch.tensor(bo[i:i + 1])
+                    out[f"{layer}.{row}"] = blk[i, r].reshape(shape).copy()
+                out[f"{layer}.out.bias"] = bo[i:i + 1].copy()
         for block, layers, n_out, n_in in _linears(cfg):
             W = self.view(self.params, slot + 1, block, n_out, n_in + 1)[slot]
             rows = n_out // len(layers)
             for j, name in enumerate(layers):
-                out[f"{name}.weight"] = torch.tensor(W[j * rows:(j + 1) * rows, :n_in])
-                out[f"{name}.bias"] = torch.tensor(W[j * rows:(j + 1) * rows, n_in])
+                out[f"{name}.weight"] = W[j * rows:(j + 1) * rows, :n_in].copy()
+                out[f"{name}.bias"] = W[j * rows:(j + 1) * rows, n_in].copy()
         return out
 
     # ------------------------------------------------------------------ the attention layer
@@ -242,14 +231,15 @@ class Stack:
         self.kept_xh = np.zeros((steps, M, B, cfg.feature_dim), dtype=self.dtype)
         self.kept_zs = np.zeros((steps, M, B, 2 * cfg.latent_dim), dtype=self.dtype)
 
-    def kept_terms(self, n: int, rows: np.ndarray, X: np.ndarray, w: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
-        """:func:`battgen.model.loss_terms` of the batches of the last ``n`` steps (kept in slots
+    def kept_terms(self, n: int, rows: np.ndarray, X: np.ndarray, w: np.ndarray, beta: np.ndarray | None) -> np.ndarray:
+        """:func:`battgen.loss.loss_terms` of the batches of the last ``n`` steps (kept in slots
         ``[0, n)``), (3, n, M); ``rows`` (n, M * B), ``w`` (n, M, B) and ``beta`` are those steps'.
         Entries of fits that were not training are meaningless."""
         cfg, M, B, L = self.cfg, len(self.params), self.batch_size, self.cfg.latent_dim
-        x = torch.from_numpy(np.take(X, rows, axis=0)).view(n, M, B, -1)[..., : cfg.feature_dim]  # (n, M, B, F)
-        xh, zs = torch.from_numpy(self.kept_xh[:n]), torch.from_numpy(self.kept_zs[:n])
-        with torch.no_grad():
+        x = np.take(X, rows, axis=0).reshape(n, M, B, -1)[..., : cfg.feature_dim]  # (n, M, B, F)
+        xh, zs = self.kept_xh[:n], self.kept_zs[:n]
+        w, beta = np.asarray(w, dtype=self.dtype), None if beta is None else np.asarray(beta, dtype=self.dtype)
+        with np.errstate(all="ignore"):  # the meaningless entries (padding only: 0 / 0) may be NaN
             return loss_terms(cfg, x, xh, zs[..., :L], zs[..., L:], w, self.free_bits, beta)
 
     def step(self, k: int, rows: np.ndarray, X: np.ndarray, C: np.ndarray, eps: np.ndarray, w: np.ndarray,
@@ -295,8 +285,7 @@ class Stack:
         self.kept_zs[slot, :k] = wk.zs
         w, beta = np.asarray(w, dtype=self.dtype), None if beta is None else np.asarray(beta, dtype=self.dtype)
         if not self.checked:
-            check_loss_grads(cfg, *(torch.from_numpy(t) for t in (wk.x, xh, wk.mu, wk.logvar, w)), self.free_bits,
-                             None if beta is None else torch.from_numpy(beta))
+            check_loss_grads(cfg, wk.x, xh, wk.mu, wk.logvar, w, self.free_bits, beta)
             self.checked = True
         d_out, d_mu, d_logvar = loss_grads(cfg, wk.x, xh, wk.mu, wk.logvar, w, self.free_bits, beta)  # (k, B, F), (k, B, L) x 2
 
@@ -328,3 +317,8 @@ class Stack:
         """One Adam update of fits ``[0, k)`` with the step size ``lr_t`` (bias correction included)."""
         coef = np.array([lr_t, beta1, 1 - beta1, beta2, 1 - beta2, eps], dtype=self.dtype)
         kernels.adam(self.params, self.grads, *self._moments, k, coef)
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """An array of a weight given as an array or a torch tensor."""
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)

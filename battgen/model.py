@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from battgen.config import CVAEConfig
+from battgen.loss import loss_grads, loss_terms  # the one loss, torch-free (the trainer runs on NumPy)
 
 __all__ = ["CVAEConfig", "UnitCrossAttention", "CVAE", "loss_terms", "loss_grads", "set_seed", "count_parameters"]
 
@@ -237,58 +237,3 @@ class CVAE(nn.Module):
         """The paper's loss on a batch (:func:`loss_terms` with every row weighted 1)."""
         loss, recon, kl = loss_terms(self.config, x, x_hat, mu, logvar, torch.ones(x.shape[0], dtype=x.dtype))
         return {"loss": loss, "recon": recon, "kl": kl}
-
-
-def loss_terms(cfg: CVAEConfig, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-               w: torch.Tensor, free_bits: float = 0.0, beta: torch.Tensor | None = None) -> torch.Tensor:
-    """The training loss: ``(loss, recon, kl)`` as one (3,) tensor, the batch mean over rows weighted by ``w``.
-
-    The paper's loss is ``w_recon * F * MSE + w_kl * KL`` per row (``F`` = 21 features, the MSE
-    over them, the KL of the diagonal Gaussian posterior from ``N(0, I)``), averaged over the
-    rows of the batch; ``w`` is 1 for a real row and 0 for padding (the stacked trainer pads
-    short fits). The improved generators add a KL weight ``beta`` (annealing) and a floor of
-    ``free_bits`` nats on the batch-mean KL of each latent dimension. :func:`battgen.train.fit_generators`
-    records exactly this function on every mini-batch of every fit and steps along its gradient
-    (:func:`loss_grads`, checked against autograd on this function). Leading dimensions of the
-    inputs (``x`` (..., B, F), ``w`` (..., B), ``beta`` (...)) are independent batches, and the
-    result is then (3, ...).
-    """
-    recon = cfg.feature_dim * ((x - x_hat) ** 2).mean(dim=-1)  # (..., B)
-    kl_dims = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (..., B, L)
-    kl = kl_dims.sum(dim=-1)  # (..., B)
-    n = w.sum(dim=-1)  # (...)
-    if free_bits <= 0 and beta is None:  # the paper's loss
-        terms = torch.stack([cfg.w_recon * recon + cfg.w_kl * kl, recon, kl])  # (3, ..., B)
-        return (terms * w).sum(dim=-1) / n  # (3, ...): loss, recon, kl
-    w_kl = cfg.w_kl if beta is None else cfg.w_kl * beta
-    mean_recon = (recon * w).sum(dim=-1) / n  # (...)
-    kl_per_dim = (kl_dims * w[..., None]).sum(dim=-2) / n[..., None]  # (..., L) batch-mean KL of each latent dimension
-    kl_term = kl_per_dim.clamp(min=free_bits).sum(dim=-1) if free_bits > 0 else kl_per_dim.sum(dim=-1)
-    loss = cfg.w_recon * mean_recon + w_kl * kl_term
-    return torch.stack([loss, mean_recon, kl_per_dim.sum(dim=-1)])  # (3, ...): loss, recon, kl
-
-
-Array = TypeVar("Array", torch.Tensor, np.ndarray)
-
-
-def loss_grads(cfg: CVAEConfig, x: Array, x_hat: Array, mu: Array, logvar: Array, w: Array, free_bits: float = 0.0,
-               beta: Array | None = None) -> tuple[Array, Array, Array]:
-    """The gradient of :func:`loss_terms`'s loss with respect to ``x_hat``, ``mu`` and ``logvar``, in closed form.
-
-    Same arguments and shapes as :func:`loss_terms` (for leading batch dimensions, the gradient of
-    the sum of their losses), as torch tensors or as NumPy arrays (the trainer's buffers). The
-    trainer records :func:`loss_terms` at every step and steps along this gradient, because
-    autograd on the loss alone costs more than the network's whole step.
-    ``tests/test_model.py`` checks it against autograd on :func:`loss_terms` for every branch, and
-    :func:`battgen.train.fit_generators` checks it again on the first batch of every run: changing
-    one without the other stops training with an error.
-    """
-    exp = torch.exp if isinstance(logvar, torch.Tensor) else np.exp  # torch tensors or NumPy arrays alike
-    share = (w / w.sum(-1)[..., None])[..., None]  # (..., B, 1) each row's weight in the batch mean
-    d_x_hat = (x_hat - x) * (share * (2 * cfg.w_recon))  # (..., B, F): w_recon * d(sum of squares)
-    d_kl = share * (cfg.w_kl if beta is None else cfg.w_kl * beta[..., None, None])  # (..., B, 1)
-    if free_bits > 0:  # a latent dimension whose batch-mean KL sits below the floor gets no gradient
-        kl_dims = -0.5 * (1 + logvar - mu * mu - exp(logvar))  # (..., B, L)
-        kl_per_dim = (kl_dims * w[..., None]).sum(-2) / w.sum(-1)[..., None]  # (..., L), as in loss_terms
-        d_kl = d_kl * (kl_per_dim >= free_bits)[..., None, :]  # (..., B, L)
-    return d_x_hat, mu * d_kl, (exp(logvar) - 1) * (0.5 * d_kl)  # (..., B, F), (..., B, L), (..., B, L)

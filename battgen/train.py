@@ -14,8 +14,9 @@ optimiser state, and a fit that has taken all its steps stops updating (fits are
 length, so the active ones are always a prefix of the stack). The stack is split over the CPU
 cores the process may use, one thread each (``TrainConfig.threads``).
 
-Importing this module does not import torch: the settings and scalers are needed by code that
-never trains a network.
+Training and generation run in NumPy and the compiled kernels of :mod:`battgen.kernels`: neither
+imports torch (a fitted generator's :attr:`FittedCVAE.model`, the torch module the book looks
+inside, is built on first use).
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ import json
 import math
 import os
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from battgen import weights as weights_module
 from battgen.config import CVAEConfig, TrainConfig
 from battgen.io import atomic_path, progress_bar, progress_enabled
 
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig", "MinMaxScaler", "FitJob", "FittedCVAE", "feature_scaler_for", "fit_generator", "fit_generators",
            "worker_threads", "warm_up"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the weights in a NumPy archive (1 was a torch file)
 _CHUNK = 128
 """Steps whose loss values :func:`battgen.model.loss_terms` computes in one call."""
 _STACK = 8
@@ -110,18 +114,34 @@ def feature_scaler_for(job: FitJob) -> MinMaxScaler:
 
 @dataclass
 class FittedCVAE:
-    """A trained generator: the model plus everything needed to use it in physical units."""
+    """A trained generator: its weights plus everything needed to use it in physical units.
 
-    model: CVAE
+    ``weights`` are float32 arrays under :class:`battgen.model.CVAE`'s parameter names
+    (:mod:`battgen.weights`); :meth:`encode` and :meth:`decode` run on them in NumPy. :attr:`model`
+    is the same network as a torch module, built on first use, for the book's views inside it
+    (:meth:`hidden`, :meth:`attention`).
+    """
+
+    weights: dict[str, np.ndarray]
+    model_config: CVAEConfig
     feature_scaler: MinMaxScaler
     condition_scaler: MinMaxScaler
     train_config: TrainConfig
     history: dict[str, list[float]]  # per-epoch mean of "loss", "recon", "kl"
     provenance: dict[str, Any]
 
-    @property
-    def config(self) -> CVAEConfig:
-        return self.model.config
+    config = property(lambda self: self.model_config, doc="The network's :class:`CVAEConfig`.")
+
+    @cached_property
+    def model(self) -> CVAE:
+        """The generator as a :class:`battgen.model.CVAE` (imports torch), in eval mode."""
+        import torch
+
+        from battgen.model import CVAE
+
+        model = CVAE(self.model_config)
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
+        return model.eval()
 
     def scaled_features(self, features: np.ndarray) -> torch.Tensor:
         """Features in volts as the network sees them (scaled), (n, 21) float32."""
@@ -143,21 +163,15 @@ class FittedCVAE:
             return self.model.hidden(self.scaled_features(features), self.scaled_conditions(conditions))
 
     def encode(self, features: np.ndarray, conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and log-variance of the latent code for rows in physical units."""
-        import torch
-
-        with torch.no_grad():
-            x = self.scaled_features(features)
-            mu, logvar, _ = self.model.encode(x, self.scaled_conditions(conditions))  # (n, L), (n, L)
-        return mu.numpy().astype(float), logvar.numpy().astype(float)
+        """Posterior mean and log-variance of the latent code for rows in physical units, (n, L) each."""
+        mu, logvar = weights_module.encode(self.weights, self.model_config, self.feature_scaler.transform(np.atleast_2d(features)),
+                                           self.condition_scaler.transform(np.atleast_2d(conditions)))
+        return mu.astype(float), logvar.astype(float)
 
     def decode(self, z: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Features in volts decoded from latent codes ``z`` at ``conditions`` ([SOC, SOH])."""
-        import torch
-
-        with torch.no_grad():
-            out = self.model.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32), self.scaled_conditions(conditions))
-        return self.feature_scaler.inverse_transform(out.numpy().astype(float))
+        out = weights_module.decode(self.weights, self.model_config, z, self.condition_scaler.transform(np.atleast_2d(conditions)))
+        return self.feature_scaler.inverse_transform(out.astype(float))
 
     def attention(self, features: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
         """Encoder and decoder attention maps, (n, 64, 64) each, for rows in physical units."""
@@ -171,9 +185,7 @@ class FittedCVAE:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Save as ``path`` (weights, torch tensors only) plus ``path.json`` (config, scalers, provenance)."""
-        import torch
-
+        """Save as ``path`` (the weights: a NumPy ``.npz`` archive) plus ``path.json`` (config, scalers, provenance)."""
         path = Path(path)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -185,16 +197,15 @@ class FittedCVAE:
             "provenance": self.provenance,
         }
         with atomic_path(path) as tmp:
-            torch.save(self.model.state_dict(), tmp)
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **self.weights)
         with atomic_path(_meta_path(path)) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, default=_jsonable))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FittedCVAE":
-        """Load what :meth:`save` wrote; weights are read with ``weights_only=True`` (no pickle code)."""
-        import torch
-
+        """Load what :meth:`save` wrote; the weights are read with ``allow_pickle=False`` (no pickled object runs)."""
         path = Path(path)
         meta_file = _meta_path(path)
         if not path.is_file() or not meta_file.is_file():
@@ -202,19 +213,23 @@ class FittedCVAE:
         meta = json.loads(meta_file.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_file}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
-        return cls.from_state(meta, torch.load(path, map_location="cpu", weights_only=True))
+        names = weights_module.shapes(CVAEConfig(**meta["model_config"]))
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                state = {name: archive[name] for name in names}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not the weights of a battgen generator ({e})") from None
+        return cls.from_state(meta, state)
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> "FittedCVAE":
-        """A fitted generator from its weights ``state`` and the metadata :meth:`save` writes
-        (``model_config``, ``train_config``, ``feature_scaler``, ``condition_scaler``, ``history``, ``provenance``)."""
-        from battgen.model import CVAE
-
-        model = CVAE(CVAEConfig(**meta["model_config"]))
-        model.load_state_dict(state)
-        model.eval()
-        return cls(model, MinMaxScaler.from_dict(meta["feature_scaler"]), MinMaxScaler.from_dict(meta["condition_scaler"]),
-                   TrainConfig(**meta["train_config"]), meta["history"], meta["provenance"])
+    def from_state(cls, meta: dict[str, Any], state: dict[str, np.ndarray]) -> "FittedCVAE":
+        """A fitted generator from its weights ``state`` (arrays under :class:`battgen.model.CVAE`'s names) and the
+        metadata :meth:`save` writes (``model_config``, ``train_config``, ``feature_scaler``, ``condition_scaler``,
+        ``history``, ``provenance``)."""
+        cfg = CVAEConfig(**meta["model_config"])
+        return cls(weights_module.check(state, cfg), cfg, MinMaxScaler.from_dict(meta["feature_scaler"]),
+                   MinMaxScaler.from_dict(meta["condition_scaler"]), TrainConfig(**meta["train_config"]), meta["history"],
+                   meta["provenance"])
 
 
 def _meta_path(path: Path) -> Path:
@@ -246,10 +261,10 @@ def worker_threads(threads: int | None, n_fits: int, fits_per_thread: int = 4) -
     """How many threads train a stack of ``n_fits``: ``threads`` if given, else one per CPU core this
     process may run on, and never fewer than ``fits_per_thread`` fits per thread.
 
-    Each thread trains its share of the fits as its own stack with one torch thread: independent
-    threads share a busy machine fairly, where torch's own thread pool waits for its slowest thread
-    at every operation (with one other busy process, two pool threads on two cores run several times
-    slower than one).
+    Each thread trains its share of the fits as its own stack: independent threads share a busy
+    machine fairly, where a pool of threads that meet at every operation waits for its slowest
+    (with one other busy process, torch's two pool threads on two cores ran several times slower
+    than one).
     """
     cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     return max(1, min(int(cores), n_fits // fits_per_thread))
@@ -274,15 +289,12 @@ def fit_generators(
 ) -> list[FittedCVAE]:
     """Fit one CVAE per job, all at once. Same jobs and seeds give the same generators.
 
-    Each fit ``m`` is initialised with ``torch.manual_seed(seed_m)``, shuffles with
-    ``numpy.random.default_rng(seed_m)`` and draws its reparameterisation noise from a torch
-    generator seeded with ``seed_m``: a fit does not depend on which other fits share the stack,
-    nor on how many threads train it.
+    Each fit ``m`` draws its initial weights from ``numpy.random.default_rng((seed_m, 1))``
+    (:func:`battgen.weights.initial`), shuffles with ``numpy.random.default_rng(seed_m)`` and draws
+    its reparameterisation noise from ``numpy.random.default_rng((seed_m, 2))``: a fit does not
+    depend on which other fits share the stack, nor on how many threads train it. NumPy and the
+    compiled kernels only: training does not import torch.
     """
-    import torch
-
-    from battgen.model import CVAE
-
     cfg = model_config or CVAEConfig()
     tc = train_config or TrainConfig()
     if not jobs:
@@ -295,10 +307,8 @@ def fit_generators(
                  for j in jobs]
     sizes = np.array([len(j.features) for j in jobs])
     steps = E * np.ceil(sizes / bs).astype(int)  # optimiser steps per fit
-    fits = []
-    for m, job in enumerate(jobs):
-        torch.manual_seed(job.seed)
-        fits.append(_FitData(job, f_scalers[m], c_scalers[m], CVAE(cfg), bs, E, cfg.latent_dim))
+    fits = [_FitData(job, f_scalers[m], c_scalers[m], weights_module.initial(cfg, job.seed), bs, E, cfg.latent_dim)
+            for m, job in enumerate(jobs)]
 
     bar = None
     if progress_enabled(progress):
@@ -314,7 +324,7 @@ def fit_generators(
             out += list(zip(group, states, histories))
         return out
 
-    previous, collecting = torch.get_num_threads(), gc.isenabled()
+    collecting = gc.isenabled()
     gc.disable()  # the steps make no reference cycles, but their small objects set off collections of the whole heap
     try:
         if len(shares) == 1:
@@ -323,7 +333,6 @@ def fit_generators(
             with ThreadPoolExecutor(len(shares)) as pool:
                 results = [r for share in pool.map(work, shares) for r in share]
     finally:
-        torch.set_num_threads(previous)
         if collecting:
             gc.enable()
     if bar is not None:
@@ -331,32 +340,28 @@ def fit_generators(
 
     fitted: list[FittedCVAE | None] = [None] * len(jobs)
     for m, state, per_epoch in results:
-        model = CVAE(cfg)
-        model.load_state_dict(state)
-        model.eval()
         hist = {name: per_epoch[:, i].astype(float).tolist() for i, name in enumerate(["loss", "recon", "kl"])}
         prov = {**jobs[m].provenance, "seed": jobs[m].seed, "n_train": int(sizes[m])}  # the fit's own seed always wins
-        fitted[m] = FittedCVAE(model, f_scalers[m], c_scalers[m], tc, hist, prov)
+        fitted[m] = FittedCVAE(state, cfg, f_scalers[m], c_scalers[m], tc, hist, prov)
     return fitted  # type: ignore[return-value]
 
 
+NOISE_STREAM = 2  # a fit with seed s draws its reparameterisation noise from numpy.random.default_rng((s, NOISE_STREAM))
+
+
 class _FitData:
-    """One fit's scaled rows (with a column of ones), batch order, padding weights, noise and initial model."""
+    """One fit's scaled rows (with a column of ones), batch order, padding weights, noise and initial weights."""
 
-    def __init__(self, job: FitJob, f_scaler: MinMaxScaler, c_scaler: MinMaxScaler, model: CVAE, bs: int, epochs: int,
-                 latent_dim: int):
-        import torch
-
+    def __init__(self, job: FitJob, f_scaler: MinMaxScaler, c_scaler: MinMaxScaler, initial: dict[str, np.ndarray], bs: int,
+                 epochs: int, latent_dim: int):
         n = len(job.features)
-        self.model, self.n, self.batches = model, n, math.ceil(n / bs)
+        self.initial, self.n, self.batches = initial, n, math.ceil(n / bs)
         self.steps = epochs * self.batches
         self.job, self.f_scaler, self.c_scaler, self.bs, self.epochs, self.latent_dim = job, f_scaler, c_scaler, bs, epochs, latent_dim
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """``(X (n, F+1), C (n, 2+1), rows (steps, bs), weights (steps, bs), eps (steps, bs, L))``: scaled rows
         with a column of ones, each step's batch (shuffled per epoch, padded), 0 for padding, noise."""
-        import torch
-
         job, n, bs, epochs = self.job, self.n, self.bs, self.epochs
         ones = np.ones((n, 1))
         X = np.hstack([self.f_scaler.transform(job.features), ones]).astype(np.float32)
@@ -365,21 +370,17 @@ class _FitData:
         perms = np.zeros((epochs, self.batches * bs), dtype=np.int64)  # each epoch's shuffled rows, padded to whole batches
         perms[:, :n] = np.stack([rng.permutation(n) for _ in range(epochs)])
         weights = np.tile(np.arange(self.batches * bs) < n, epochs).reshape(self.steps, bs)
-        gen = torch.Generator().manual_seed(job.seed)
-        eps = torch.randn(self.steps, bs, self.latent_dim, generator=gen).numpy()
+        eps = np.random.default_rng((job.seed, NOISE_STREAM)).standard_normal((self.steps, bs, self.latent_dim), dtype=np.float32)
         return X, C, perms.reshape(self.steps, bs), weights, eps
 
 
 def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar) -> tuple[list, list[np.ndarray]]:
-    """Train ``fits`` (longest first) as one :class:`battgen.fused.Stack` on one torch thread.
+    """Train ``fits`` (longest first) as one :class:`battgen.fused.Stack` in this thread.
 
     Returns each fit's weights (CVAE names) and its per-epoch mean loss terms (epochs, 3).
     """
-    import torch
-
     from battgen.fused import Stack
 
-    torch.set_num_threads(1)
     bs, M, L = tc.batch_size, len(fits), cfg.latent_dim
     T = fits[0].steps
     Xs, Cs = [], []
@@ -402,9 +403,9 @@ def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar
     X = np.ascontiguousarray(np.concatenate(Xs))  # (sum n, F+1) every fit's rows, in C order (one compiled gather)
     C = np.ascontiguousarray(np.concatenate(Cs))  # (sum n, 2+1)
     annealed = tc.kl_anneal_epochs > 0
-    stack = Stack(cfg, [f.model for f in fits], bs, tc.free_bits)
+    stack = Stack(cfg, [f.initial for f in fits], bs, tc.free_bits)
     stack.keep(_CHUNK)
-    history = torch.zeros(T, 3, M)  # (T, 3, M) per-step loss terms
+    history = np.zeros((T, 3, M), dtype=np.float32)  # (T, 3, M) per-step loss terms
     active = (np.array([f.steps for f in fits])[None, :] > np.arange(T)[:, None]).sum(axis=1)  # (T,) fits still training
     for t in range(T):
         k, slot = int(active[t]), t % _CHUNK
@@ -413,12 +414,11 @@ def _train_stack(fits: Sequence[_FitData], cfg: CVAEConfig, tc: TrainConfig, bar
         stack.adam(k, lr_t, tc.beta1, tc.beta2, tc.eps)
         if slot == _CHUNK - 1 or t == T - 1:  # the loss of the last steps' batches, in one call
             first = t - slot
-            terms = stack.kept_terms(slot + 1, rows[first:t + 1], X, torch.from_numpy(wts[first:t + 1]),
-                                     torch.from_numpy(beta[first:t + 1]) if annealed else None)
-            history[first:t + 1] = terms.permute(1, 0, 2)  # (steps, 3, M)
+            terms = stack.kept_terms(slot + 1, rows[first:t + 1], X, wts[first:t + 1], beta[first:t + 1] if annealed else None)
+            history[first:t + 1] = terms.transpose(1, 0, 2)  # (steps, 3, M)
         if bar is not None:
             bar.update(k)
-    per_epoch = [history[: f.steps, :, slot].reshape(tc.epochs, f.batches, 3).mean(dim=1).numpy() for slot, f in enumerate(fits)]
+    per_epoch = [history[: f.steps, :, slot].reshape(tc.epochs, f.batches, 3).mean(axis=1) for slot, f in enumerate(fits)]
     return [stack.state_dict(slot) for slot in range(M)], per_epoch
 
 

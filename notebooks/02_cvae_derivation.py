@@ -281,14 +281,15 @@ display(Markdown(source_block(CVAE.reparameterize)))
 # $\beta$-VAE with $\beta = 1$ at that noise level; a smaller $s^2$ would weight the
 # reconstruction more. The next sections show what this choice does.
 #
-# The loss battgen trains with is `battgen.model.loss_terms`, below: the trainer
+# The loss battgen trains with is `battgen.loss.loss_terms`, below: the trainer
 # (`battgen.train.fit_generators`) records exactly this function on every mini-batch of every fit,
 # with a weight $w$ per row that is 1 for a real row and 0 for the padding of a fit whose last
 # mini-batch is short, so that the mean runs over the real rows only. It steps along the
-# gradient of this function written out in closed form (`battgen.model.loss_grads`, because
-# automatic differentiation of the loss alone costs more than the network's whole step); every
-# training run first checks that gradient against automatic differentiation of `loss_terms`
-# and stops if they differ. `CVAE.loss` is the same function with every row weighted 1. Its first branch is the paper's loss; the second (a KL
+# gradient of this function written out in closed form (`battgen.loss.loss_grads`, because
+# automatic differentiation of the loss alone costs more than the network's whole step). The
+# tests check that gradient against automatic differentiation of `loss_terms`, and every
+# training run first checks it against finite differences of `loss_terms` and stops if they
+# differ. The trainer runs in NumPy, so the same function takes NumPy arrays as well as torch tensors. `CVAE.loss` is the same function with every row weighted 1. Its first branch is the paper's loss; the second (a KL
 # weight `beta` and a floor of `free_bits` nats) serves the improved generators of chapter 6 and
 # is never taken here. The encoder and decoder follow.
 

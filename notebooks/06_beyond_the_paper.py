@@ -328,8 +328,8 @@ table(collapse, "Signs of latent collapse, case 1, seed 0 (KL of the last epoch 
 # ```
 #
 # The model file is a zip archive of arrays and JSON only (arrays read with
-# `numpy.load(allow_pickle=False)`, so nothing pickled is ever executed; torch is needed only when it
-# holds a CVAE); the forest is refitted from the stored training rows on load and checked bit for
+# `numpy.load(allow_pickle=False)`, so nothing pickled is ever executed; a CVAE's weights are arrays
+# too, so loading never needs torch); the forest is refitted from the stored training rows on load and checked bit for
 # bit against predictions stored at save time. Below, each generator is scored as the estimator would be used:
 # fitted on the training batteries measured at 5, 25 and 50 % SOC, then asked for the SOH of the
 # held-out batteries at all ten SOC levels, without their SOC.

@@ -20,4 +20,4 @@ def test_source_block_shows_the_real_code():
     assert "def reparameterize(mu" in block and block.endswith("\n```")
     assert "\n    @staticmethod" not in block  # dedented
     # the loss the chapters display as "the loss battgen trains with"
-    assert "def loss_terms(cfg" in source_block(loss_terms) and "# battgen.model.loss_terms, line " in source_block(loss_terms)
+    assert "def loss_terms(cfg" in source_block(loss_terms) and "# battgen.loss.loss_terms, line " in source_block(loss_terms)

@@ -229,7 +229,7 @@ def test_fit_models_trains_every_request_with_its_stream() -> None:
     direct = fit_generators([jobs[(a.key, "paper")], jobs[(b.key, "paper")]], settings.model, settings.train, progress=False)
     for got, want in zip((fitted[0], fitted[2]), direct):
         assert got.history == want.history
-        assert all(torch.equal(v, want.model.state_dict()[k]) for k, v in got.model.state_dict().items())
+        assert all(np.array_equal(v, want.weights[k]) for k, v in got.weights.items())
     assert fitted[1].config == settings.improved_model and fitted[0].config == settings.model
     assert fitted[1].train_config.free_bits > 0 and fitted[1].train_config.epochs == 1  # IMPROVED_TRAIN, the paper's epochs
     np.testing.assert_array_equal(fitted[1].feature_scaler.data_min, np.full(21, settings.feature_bounds[0]))
@@ -455,7 +455,7 @@ def test_run_grid_is_repeatable_and_equals_run_grid_with_models(run: GridRun, nm
     again = fit_models([(s, "paper") for s in run.splits], GeneratorSettings(cfg.model, cfg.train), progress=False)
     for model, want in zip(run.models, again):
         assert model.history == want.history
-        assert all(torch.equal(v, want.model.state_dict()[k]) for k, v in model.model.state_dict().items())
+        assert all(np.array_equal(v, want.weights[k]) for k, v in model.weights.items())
 
 
 def test_another_seed_changes_phase2_not_the_data(nmc21: pd.DataFrame, grid: pd.DataFrame) -> None:

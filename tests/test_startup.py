@@ -36,8 +36,7 @@ def test_the_command_line_and_its_help_import_no_torch_or_sklearn() -> None:
 
 
 def test_settings_scalers_and_generation_rules_need_no_torch() -> None:
-    """Training settings, fitted-model containers and generation rules import without torch; torch comes with
-    the first fit or model."""
+    """Training settings, fitted-model containers and generation rules import without torch."""
     loaded = _loaded("import battgen.config, battgen.train, battgen.generate, battgen.data")
     assert not loaded["torch"] and not loaded["sklearn"], loaded
 
@@ -64,6 +63,19 @@ def test_the_evaluation_core_and_the_estimator_import_without_torch() -> None:
     """The generator registry and the evaluation core import torch only to train or run a CVAE."""
     assert not _loaded("import battgen.evaluation.generators, battgen.evaluation.core, battgen.estimator")["torch"]
     assert not _loaded("import battgen.evaluation.paper, battgen.evaluation.leakfree")["torch"]
+
+
+def test_training_a_cvae_generating_and_saving_never_import_torch(tmp_path) -> None:
+    """The trainer, the generation rules and a generator's file run on NumPy: torch only for the book's views."""
+    code = ("import numpy as np\nfrom battgen.train import FittedCVAE, TrainConfig, fit_generator\n"
+            "from battgen.generate import sample\n"
+            "rng = np.random.default_rng(0)\nc = np.column_stack([rng.choice([0.05, 0.25], 40), rng.uniform(0.7, 1, 40)])\n"
+            "x = 3.5 + 0.4 * c[:, :1] + 0.01 * rng.standard_normal((40, 21))\n"
+            "fit = fit_generator(x, c, train_config=TrainConfig(epochs=2), progress=False)\n"
+            f"again = FittedCVAE.load(fit.save({str(tmp_path / 'g.npz')!r}))\n"
+            "rows, _ = sample(again, np.array([[0.5, 0.9]]), 3, seed=0)\nassert rows.shape == (3, 21)\n")
+    loaded = _loaded(code)
+    assert not loaded["torch"], loaded
 
 
 def test_train_with_interpolation_and_estimate_never_import_torch(tmp_path) -> None:

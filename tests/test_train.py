@@ -37,7 +37,7 @@ def test_same_seed_same_generator_and_history() -> None:
     a = fit_generator(x, c, seed=7, train_config=FAST, progress=False)
     b = fit_generator(x, c, seed=7, train_config=FAST, progress=False)
     assert a.history == b.history
-    assert all(torch.equal(a.model.state_dict()[k], b.model.state_dict()[k]) for k in a.model.state_dict())
+    assert set(a.weights) == set(b.weights) and all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
     d = fit_generator(x, c, seed=8, train_config=FAST, progress=False)
     assert d.history != a.history
 
@@ -50,8 +50,8 @@ def test_a_fit_does_not_depend_on_its_stack_neighbours() -> None:
     two_threads = fit_generators(jobs, train_config=TrainConfig(epochs=3, batch_size=16, threads=2), progress=False)
     for a, b, c in zip(alone, one_thread, two_threads):
         assert a.history == b.history == c.history and len(a.history["loss"]) == FAST.epochs
-        for k, v in a.model.state_dict().items():
-            assert torch.equal(b.model.state_dict()[k], v) and torch.equal(c.model.state_dict()[k], v)
+        for k, v in a.weights.items():
+            assert np.array_equal(b.weights[k], v) and np.array_equal(c.weights[k], v)
 
 
 def test_worker_threads_follow_the_setting_and_the_stack() -> None:
@@ -64,9 +64,10 @@ def test_worker_threads_follow_the_setting_and_the_stack() -> None:
 
 def test_training_reduces_the_loss() -> None:
     x, c = _toy(64)
-    fit = fit_generator(x, c, seed=0, train_config=TrainConfig(epochs=30), progress=False)
-    assert fit.history["loss"][-1] < 0.7 * fit.history["loss"][0]
-    assert set(fit.history) == {"loss", "recon", "kl"}
+    fits = fit_generators([FitJob(x, c, seed) for seed in range(4)], train_config=TrainConfig(epochs=30), progress=False)
+    ratios = [fit.history["loss"][-1] / fit.history["loss"][0] for fit in fits]  # one seed's fit can stall for a while
+    assert max(ratios) < 0.9 and np.mean(ratios) < 0.7, ratios
+    assert all(set(fit.history) == {"loss", "recon", "kl"} for fit in fits)
 
 
 def test_condition_scaler_sees_extra_conditions() -> None:
@@ -99,8 +100,11 @@ def test_load_refuses_pickled_objects(tmp_path: Path) -> None:
         def __reduce__(self):
             return (print, ("pwned",))
 
-    torch.save({"weights": Evil()}, path)
-    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+    torch.save({"weights": Evil()}, path)  # a pickle (in torch's zip): never unpickled
+    with pytest.raises(ValueError, match="not the weights of a battgen generator"):
+        FittedCVAE.load(path)
+    path.write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="not the weights of a battgen generator"):
         FittedCVAE.load(path)
 
 
@@ -123,7 +127,7 @@ def test_public_views_of_a_fit() -> None:
     hid = fit.hidden(x, c)
     assert set(hid) == {"C", "h_enc", "mu", "h_dec"}
     assert hid["C"].shape == hid["h_enc"].shape == hid["h_dec"].shape == (40, 64) and hid["mu"].shape == (40, 2)
-    np.testing.assert_array_equal(hid["mu"].numpy().astype(float), fit.encode(x, c)[0])
+    np.testing.assert_allclose(hid["mu"].numpy().astype(float), fit.encode(x, c)[0], atol=1e-6)  # torch module = NumPy
     maps = fit.attention(x[:3], c[:3])
     assert maps["encoder"].shape == maps["decoder"].shape == (3, 64, 64)
 
@@ -176,7 +180,7 @@ def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta, edg
     w[1, -2:] = 0.0  # padding rows
     betas = None if beta is None else torch.full((M,), beta, dtype=torch.float64)
     ones = torch.ones(M * B, 1, dtype=torch.float64)
-    stack = Stack(cfg, models, B, free_bits)
+    stack = Stack(cfg, [m.state_dict() for m in models], B, free_bits)
     X, C = torch.cat([x.reshape(M * B, -1), ones], 1).numpy(), torch.cat([c.reshape(M * B, -1), ones], 1).numpy()
     stack.step(M, np.arange(M * B), X, C, eps.numpy(), w, betas)
     if edges:  # the special rows did occur
@@ -184,21 +188,24 @@ def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta, edg
         assert (wk.Cstat[:, 0, 3] == 0).all() and (wk.Cstat[:, 1, 2] == 0).all() and (enc.hn[:, 0] == 0).all()
         assert (enc.buf == 2.0 ** -126).any()  # floored weights
     terms = stack.kept_terms(1, np.arange(M * B)[None], X, w[None], None if betas is None else betas[None])[:, 0]
-    grads = Stack(cfg, models, B)
+    grads = Stack(cfg, [m.state_dict() for m in models], B)
     grads.params[:] = stack.grads  # read the gradient buffer with the parameters' names
     for m, model in enumerate(models):
         want_terms, want = _network_gradients(model, x[m], c[m], eps[m], w[m], free_bits, None if betas is None else betas[m])
-        torch.testing.assert_close(terms[:, m], want_terms, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(torch.from_numpy(terms[:, m]), want_terms, rtol=1e-12, atol=1e-12)
         got = grads.state_dict(m)
         assert set(got) == set(want)
         for name, g in want.items():
-            torch.testing.assert_close(got[name], g, rtol=1e-10, atol=1e-12, msg=name)
+            torch.testing.assert_close(torch.from_numpy(got[name]), g, rtol=1e-10, atol=1e-12, msg=name)
 
 
 def test_history_is_loss_terms_on_each_batch(monkeypatch) -> None:
-    """The trainer records battgen.model.loss_terms on every step's batch: one step by hand."""
+    """The trainer records battgen.loss.loss_terms on every step's batch: one step by hand."""
     import battgen.fused as fused
-    from battgen.model import CVAE, loss_terms
+    from battgen.loss import loss_terms
+    from battgen.model import CVAE
+    from battgen.train import NOISE_STREAM
+    from battgen.weights import initial
 
     calls = []
 
@@ -209,11 +216,11 @@ def test_history_is_loss_terms_on_each_batch(monkeypatch) -> None:
     monkeypatch.setattr(fused, "loss_terms", counting)
     x, c = _toy(16, seed=2)
     fit = fit_generators([FitJob(x, c, 5)], train_config=TrainConfig(epochs=1, batch_size=16), progress=False)[0]
-    assert calls  # called for the values (and once more, through autograd, to check loss_grads)
-    torch.manual_seed(5)  # the fit's initialisation, shuffling and noise all derive from its seed
-    model = CVAE()
+    assert calls  # called for the values
+    model = CVAE()  # the fit's initialisation, shuffling and noise all derive from its seed
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in initial(model.config, 5).items()})
     perm = np.random.default_rng(5).permutation(16)
-    eps = torch.randn(1, 16, 2, generator=torch.Generator().manual_seed(5))[0]
+    eps = torch.from_numpy(np.random.default_rng((5, NOISE_STREAM)).standard_normal((1, 16, 2), dtype=np.float32)[0])
     xb, cb = fit.scaled_features(x)[perm], fit.scaled_conditions(c)[perm]
     with torch.no_grad():
         mu, logvar, _ = model.encode(xb, cb)
@@ -224,16 +231,18 @@ def test_history_is_loss_terms_on_each_batch(monkeypatch) -> None:
 
 
 def test_a_loss_changed_without_its_gradient_stops_training(monkeypatch) -> None:
-    """loss_grads is checked against autograd on loss_terms at the first step: they cannot drift apart."""
+    """loss_grads is checked against finite differences of loss_terms at the first step: they cannot drift apart."""
     import battgen.fused as fused
-    from battgen.model import loss_terms
+    import battgen.loss as loss
+    from battgen.loss import loss_terms
 
     def heavier_kl(cfg, x, x_hat, mu, logvar, w, free_bits=0.0, beta=None):
-        return loss_terms(cfg, x, x_hat, mu, logvar, w, free_bits, torch.tensor(2.0) if beta is None else 2 * beta)
+        return loss_terms(cfg, x, x_hat, mu, logvar, w, free_bits, np.asarray(2.0) if beta is None else 2 * beta)
 
     monkeypatch.setattr(fused, "loss_terms", heavier_kl)
+    monkeypatch.setattr(loss, "loss_terms", heavier_kl)
     x, c = _toy(40)
-    with pytest.raises(RuntimeError, match="loss_grads is not the gradient of battgen.model.loss_terms"):
+    with pytest.raises(RuntimeError, match="loss_grads is not the gradient of battgen.loss.loss_terms"):
         fit_generators([FitJob(x, c, 0)], train_config=FAST, progress=False)
 
 

@@ -3,8 +3,8 @@
 :func:`save` writes one zip archive: ``battgen.json`` (the strings and numbers: format, parameters,
 design, versions, the novelty threshold, the generator's settings) and one ``.npy`` file per array
 (training rows, probe rows, interval scores, the generator's weights). :func:`load` reads the arrays
-with ``numpy.load(allow_pickle=False)``, so no pickled object is ever executed, and needs torch only
-when the file holds a CVAE generator. The regressor is not serialised: the file keeps its training
+with ``numpy.load(allow_pickle=False)``, so no pickled object is ever executed, and never imports
+torch (a CVAE generator's weights are arrays, :mod:`battgen.weights`). The regressor is not serialised: the file keeps its training
 rows (measured + generated; for the invariant-feature regressors also the measured table they
 interpolate themselves) and ``random_state``; :func:`load` refits it (the paper's forest and the
 invariant estimators are deterministic for a fixed ``random_state``) and checks that its predictions
@@ -78,7 +78,7 @@ def save(est, path: str | os.PathLike) -> Path:
         payload["measured_groups"] = json.dumps({c: est.measured_[c].astype(str).tolist() for c in ("battery_id", "cell")})
     if est.generator_ is not None:
         g = est.generator_
-        payload["generator_state"] = {k: v.detach().cpu().numpy().copy() for k, v in g.model.state_dict().items()}
+        payload["generator_state"] = {k: np.array(v, dtype=np.float32) for k, v in g.weights.items()}
         payload["generator_meta"] = json.dumps({
             "model_config": g.config.to_dict(), "train_config": asdict(g.train_config),
             "feature_scaler": g.feature_scaler.to_dict(), "condition_scaler": g.condition_scaler.to_dict(),
@@ -255,18 +255,9 @@ def _restore(cls: type, payload: dict[str, Any]) -> tuple[Any, np.ndarray, np.nd
         est.measured_ = pd.DataFrame(payload["measured"], columns=_MEASURED_COLUMNS).assign(**groups)
     est.generator_ = None
     if "generator_state" in payload:
-        import torch
+        from battgen.train import FittedCVAE
 
-        from battgen.model import CVAE, CVAEConfig
-        from battgen.train import FittedCVAE, MinMaxScaler, TrainConfig
-
-        meta = json.loads(payload["generator_meta"])
-        model = CVAE(CVAEConfig(**meta["model_config"]))
-        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["generator_state"].items()})
-        model.eval()
-        est.generator_ = FittedCVAE(model, MinMaxScaler.from_dict(meta["feature_scaler"]),
-                                    MinMaxScaler.from_dict(meta["condition_scaler"]), TrainConfig(**meta["train_config"]),
-                                    meta["history"], meta["provenance"])
+        est.generator_ = FittedCVAE.from_state(json.loads(payload["generator_meta"]), payload["generator_state"])
     est.calibration_scores_ = payload["calibration"]
     est.novelty_ = est._novelty_from(json.loads(payload["novelty"]))
     return est, probe_X, probe_pred, json.loads(payload["versions"])

@@ -20,10 +20,8 @@ releases the GIL; every split is scored alone, so the threads change nothing but
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,9 +75,8 @@ def run_generators(splits: Sequence[Split], names: Sequence[Sequence[str]], sett
     models: list[dict[str, FittedCVAE]] = [{} for _ in splits]
     for (i, fit), model in zip(requests, fitted):
         models[i][fit] = model
-    with _one_torch_thread():  # the threads are the cores' workers: torch's own pool would fight them
-        rows = in_threads(lambda i: {n: generate(splits[i], n, models[i].get(GENERATORS[n].fit)) for n in names[i]},
-                           len(splits))  # each generator draws from its own seeded stream: threads change nothing
+    rows = in_threads(lambda i: {n: generate(splits[i], n, models[i].get(GENERATORS[n].fit)) for n in names[i]},
+                      len(splits))  # each generator draws from its own seeded stream: threads change nothing
     return rows, models
 
 
@@ -140,25 +137,6 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
                 rows.append({**split.labels, **dict(zip(by, key)), "test_soc": level, "method": method, "mape": m,
                              "ape_std": sd, "n_train": n_train, "n_test": int(at.sum())})
     return rows
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """torch on one thread inside the block (when torch is loaded at all), as before it after.
-
-    Generation decodes small batches; with torch's pool of one thread per core inside each of
-    :func:`in_threads`' workers, a busy machine makes it several times slower (issue 13).
-    """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def in_threads(task: Callable[[int], Any], n: int) -> list[Any]:

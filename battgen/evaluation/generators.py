@@ -37,7 +37,7 @@ from battgen.data import FEATURES, VOLTAGE_RANGE_V
 from battgen.evaluation.split import Split
 from battgen.generate import authors_shift, latent_scaling, sample
 from battgen.interpolation import interpolate_features, loo_interpolation_residuals
-from battgen.train import FitJob, FittedCVAE, fit_generators  # torch is imported when a model is trained
+from battgen.train import FitJob, FittedCVAE, fit_generators
 
 __all__ = [
     "Rows",
