@@ -7,11 +7,15 @@ paper's cross-attention, so 5,017 parameters against the paper model's 4,315), a
 the paper's loss (0.5 * 21 * MSE + 0.5 * KL). No battgen code runs in the loop: battgen only
 supplies the rows (the same scaled features and conditions battgen's fit sees).
 
-Usage: python benchmarks/reference_loop.py   (prints the wall time of one fit on LMO 10 Ah case 0)
+Usage: python benchmarks/reference_loop.py [--fits N] [--rows FILE.npz]
+(prints the wall time of N fits, default 1, on LMO 10 Ah case 0; with ``--rows``, the rows ``x`` and
+``c`` are read from a NumPy archive instead, so that the process imports nothing of battgen:
+``bench_speed.py`` times it that way as a fresh process, start to end, beside the grid)
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -73,13 +77,22 @@ def paper_rows(data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     return feature_scaler_for(job).transform(job.features), MinMaxScaler.fit(conditions).transform(job.conditions)
 
 
-def main() -> None:
-    x, c = paper_rows()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="a plain single-thread PyTorch CVAE loop on battgen's one-fit rows")
+    ap.add_argument("--fits", type=int, default=1, help="fits one after another (seeds 0, 1, ...)")
+    ap.add_argument("--rows", help="a NumPy archive with the scaled rows x (n, 21) and c (n, 2)")
+    args = ap.parse_args(argv)
+    if args.rows:
+        with np.load(args.rows, allow_pickle=False) as rows:
+            x, c = rows["x"], rows["c"]
+    else:
+        x, c = paper_rows()
     t0 = time.perf_counter()
-    model = plain_fit(x, c)
+    for seed in range(args.fits):
+        model = plain_fit(x, c, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"plain PyTorch loop ({n_params} parameters, {len(x)} rows, 50 epochs, batch 32, 1 thread): "
-          f"{time.perf_counter() - t0:.2f} s")
+          f"{args.fits} fit(s) in {time.perf_counter() - t0:.2f} s")
 
 
 if __name__ == "__main__":
