@@ -22,7 +22,7 @@ class Profile:
     folds: int  # grouped cross-validation folds of the leak-free protocol
     cases: tuple[int, ...]  # the paper's cases (battgen.protocol.CASES) the leak-free chapter runs
     grid_points: int  # points of the retirement-scale axis of the economic chapter
-    # threads a stack of CVAE fits may use (battgen.train.worker_threads: one torch thread each); None: one per
+    # threads a stack of CVAE fits may use (battgen.train.worker_threads: one stack per thread); None: one per
     # usable core. Chapters run side by side, but the longest one ends alone: one thread would idle a core then.
     # The fits do not depend on how they are spread over threads (the same tables bit for bit).
     threads: int | None = None

@@ -13,7 +13,7 @@ copy's metadata differs from the current one, which covers the chapter's source,
 package source, the data files and the parameters.
 
 The chapters do not depend on each other, so ``--jobs`` of them (default: one per core) run at
-the same time, each in its own kernel on one torch thread, the longest first (as long as each
+the same time, each in its own kernel on one BLAS thread, the longest first (as long as each
 took last time). Every kernel gets the inline matplotlib backend whatever ``MPLBACKEND`` says,
 and a chapter whose drawing cells show no figure fails (:mod:`battgen.book.notebook`), as does
 one that raises. A failed chapter prints its traceback, leaves its failed notebook and a log under
