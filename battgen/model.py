@@ -14,6 +14,12 @@ The cross-attention is Keras ``MultiHeadAttention(num_heads=1, key_dim=64)`` app
 ``(B, 64, 1)`` tensors: every scalar unit is projected to a 64-vector, so the attention map is
 ``(B, 64, 64)``: how much each hidden unit reads from each condition-embedding unit. With the
 Keras initialisation (Glorot-uniform weights, zero biases) the model has 4,315 parameters.
+
+This module is the network as the book reads it and as the tests hold the trainer to. Training
+and generation do not run it: :mod:`battgen.fused` (the training step), :mod:`battgen.weights`
+(initial weights drawn with NumPy, the same distributions; encode and decode) and
+:mod:`battgen.loss` compute the same functions on NumPy arrays, without importing torch, and a
+fitted generator builds this module from its weights when the book looks inside it.
 """
 
 from __future__ import annotations
