@@ -96,10 +96,14 @@ def _attend(W: Weights, layer: str, cfg: CVAEConfig, h: np.ndarray, C: np.ndarra
     a = (wq * wk).sum(-1) / np.float32(math.sqrt(D))  # (H,) logit slope
     c = (bq * wk).sum(-1) / np.float32(math.sqrt(D))  # (H,) logit offset
     alpha, beta = (wv * wo).sum(-1), (bv * wo).sum() + W[f"{layer}.out.bias"]  # (H,), (1,)
+    B, I = h.shape
     slope = a[:, None] * h[:, None, :] + c[:, None]  # (B, H, I)
-    logits = slope[..., None] * C[:, None, None, :]  # (B, H, I, E)
-    att = np.exp(logits - logits.max(-1, keepdims=True))  # (B, H, I, E) unnormalised
-    read = (att @ C[:, None, :, None])[..., 0] / att.sum(-1)  # (B, H, I) sum_j att_ij C_j
+    top = np.where(slope >= 0, slope * C.max(-1)[:, None, None], slope * C.min(-1)[:, None, None])  # (B, H, I) row maxima
+    att = np.multiply(slope[..., None], C[:, None, None, :])  # (B, H, I, E) logits: outer products
+    att -= top[..., None]
+    np.exp(att, out=att)  # (B, H, I, E) unnormalised weights
+    moments = att.reshape(B, H * I, -1) @ np.stack([np.ones_like(C), C], axis=-1)  # (B, H*I, 2) sum_j att_ij [1, C_j]
+    read = (moments[..., 1] / moments[..., 0]).reshape(B, H, I)  # (B, H, I) sum_j softmax_ij C_j
     return (alpha[:, None] * read).sum(1) + beta  # (B, I)
 
 

@@ -69,15 +69,31 @@ def run_generators(splits: Sequence[Split], names: Sequence[Sequence[str]], sett
     of :data:`battgen.evaluation.generators.FITS`), per split. Returns the generated rows and the
     fitted models, per split (``{generator name: Rows}``, ``{fit name: FittedCVAE}``).
     """
+    models = _fit_for(splits, names, settings, progress)
+    rows = in_threads(lambda i: _generated(splits[i], names[i], models[i]), len(splits), _costs(splits))
+    return rows, models
+
+
+def _fit_for(splits: Sequence[Split], names: Sequence[Sequence[str]], settings: GeneratorSettings | None,
+             progress: bool | None) -> list[dict[str, FittedCVAE]]:
+    """The fitted models the generators ``names[i]`` of split ``i`` need, trained as one stack of fits."""
     requests = [(i, fit) for fit in FITS for i, split_names in enumerate(names)
                 if any(GENERATORS[n].fit == fit for n in split_names)]
     fitted = fit_models([(splits[i], fit) for i, fit in requests], settings, progress)
     models: list[dict[str, FittedCVAE]] = [{} for _ in splits]
     for (i, fit), model in zip(requests, fitted):
         models[i][fit] = model
-    rows = in_threads(lambda i: {n: generate(splits[i], n, models[i].get(GENERATORS[n].fit)) for n in names[i]},
-                      len(splits))  # each generator draws from its own seeded stream: threads change nothing
-    return rows, models
+    return models
+
+
+def _generated(split: Split, names: Sequence[str], models: dict[str, FittedCVAE]) -> dict[str, Rows]:
+    """Every generator's rows for one split (each draws from its own seeded stream: threads change nothing)."""
+    return {n: generate(split, n, models.get(GENERATORS[n].fit)) for n in names}
+
+
+def _costs(splits: Sequence[Split]) -> list[int]:
+    """A split's rows, training and test: what its generation and forests roughly cost (the threads take the largest first)."""
+    return [len(s.train) + len(s.test) for s in splits]
 
 
 def training_set(split: Split, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
@@ -139,16 +155,22 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
     return rows
 
 
-def in_threads(task: Callable[[int], Any], n: int) -> list[Any]:
+def in_threads(task: Callable[[int], Any], n: int, costs: Sequence[float] | None = None) -> list[Any]:
     """``[task(0), ..., task(n - 1)]``, computed in threads over the usable cores (for independent,
-    GIL-releasing work such as tree building: the results do not depend on the threads)."""
+    GIL-releasing work such as tree building: the results do not depend on the threads). With
+    ``costs``, the threads start with the costliest tasks, so that no core idles at the end behind a
+    long last task; the results keep the order of the tasks."""
     from battgen.soh import usable_cores
 
     workers = min(n, usable_cores())
     if workers <= 1:
         return [task(i) for i in range(n)]
+    order = list(range(n)) if costs is None else sorted(range(n), key=lambda i: -costs[i])
+    out: list[Any] = [None] * n
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(task, range(n)))
+        for i, result in zip(order, pool.map(task, order)):
+            out[i] = result
+    return out
 
 
 def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predictors: Sequence[str] = tuple(PREDICTORS),
@@ -162,8 +184,9 @@ def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predi
     if "none" in generators:
         raise ValueError("'none' generates nothing; with SOC known its forest is the predictor 'phase1'")
     names = [[n for n in generators if applies(generator(n), s)] for s in splits]
-    generated, models = run_generators(splits, names, settings, progress)
-    rows = [r for part in in_threads(lambda i: score_known_soc(splits[i], generated[i], predictors, by), len(splits))
-            for r in part]
+    models = _fit_for(splits, names, settings, progress)
+    parts = in_threads(lambda i: score_known_soc(splits[i], _generated(splits[i], names[i], models[i]), predictors, by),
+                       len(splits), _costs(splits))  # a split's rows generated and scored by one thread
+    rows = [r for part in parts for r in part]
     columns = RESULT_COLUMNS[:RESULT_COLUMNS.index("test_soc")] + list(by) + RESULT_COLUMNS[RESULT_COLUMNS.index("test_soc"):]
     return pd.DataFrame(rows, columns=columns), models

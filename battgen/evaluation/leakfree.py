@@ -34,7 +34,7 @@ import pandas as pd
 from battgen.data import BATTERIES, FEATURES, VOLTAGE_RANGE_V, battery_frames, battery_type
 from battgen.evaluation.core import PREDICTORS, RESULT_COLUMNS, constant_predictions, evaluate_known_soc, group_masks
 from battgen.evaluation.generators import GENERATORS, IMPROVED_MODEL, GeneratorSettings
-from battgen.evaluation.split import derive_seed, grouped_folds, leakfree_splits
+from battgen.evaluation.split import held_out_folds, leakfree_splits
 from battgen.io import write_table
 from battgen.config import CVAEConfig
 from battgen.protocol import ALL_SOC, CASES, soc_percent
@@ -205,13 +205,11 @@ def run_estimator_benchmark(
     def one_seed(seed: int) -> pd.DataFrame:
         plan, estimators, data = [], [], []
         for b, df in frames.items():
-            measured = np.isin(soc_percent(df), list(measured_soc))
-            for fold, held_out in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(b, seed, "folds"))):
-                train, test = df[~held_out & measured], df[held_out]
+            for fold, train, test, _, random_state in held_out_folds(b, df, measured_soc, n_folds, seed, group):
                 for gen in generators:
                     plan.append((b, fold, gen, train, test))
                     estimators.append(SOHEstimator(generator=gen, soc_levels=ALL_SOC, epochs=epochs, calibration_folds=0,
-                                                   random_state=derive_seed(b, fold, seed, "estimator")))
+                                                   random_state=random_state))
                     data.append(train)
         rows: list[dict] = []
         done_constant = set()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,8 @@ __all__ = [
     "soh_grid",
     "grid_conditions",
     "leakfree_splits",
+    "HeldOut",
+    "held_out_folds",
     "estimator_split",
 ]
 
@@ -138,6 +140,26 @@ def leakfree_splits(df: pd.DataFrame, case: int, seed: int, n_folds: int, group:
                          levels=test_levels(case), conditions=grid_conditions(test_levels(case), grid),
                          labels=_labels(df, case, seed, fold)))
     return out
+
+
+class HeldOut(NamedTuple):
+    """One grouped fold of the estimator benchmarks (:func:`held_out_folds`)."""
+
+    fold: int
+    train: pd.DataFrame  # the other batteries, at the measured levels
+    test: pd.DataFrame  # the fold's batteries, at every level
+    others: pd.DataFrame  # the other batteries at every level (what measuring everything would give)
+    random_state: int  # the estimator's: derive_seed(battery type, fold, seed, "estimator")
+
+
+def held_out_folds(battery: str, df: pd.DataFrame, measured_soc: Sequence[int], n_folds: int, seed: int,
+                   group: str = "cell") -> Iterator[HeldOut]:
+    """The folds in which an estimator is scored on batteries it never saw, SOC not given: the physical
+    batteries (``group``) of one type dealt into ``n_folds`` grouped folds (:func:`grouped_folds`, as
+    :func:`leakfree_splits`), trained on the others at ``measured_soc`` (%), tested at every level."""
+    measured = np.isin(soc_percent(df), list(measured_soc))
+    for fold, held_out in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(battery, seed, "folds"))):
+        yield HeldOut(fold, df[~held_out & measured], df[held_out], df[~held_out], derive_seed(battery, fold, seed, "estimator"))
 
 
 def estimator_split(train: pd.DataFrame, soc_levels: Sequence[int], key: tuple, *, n_grid: int | None = None,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from battgen.data import BATTERIES, FEATURES, battery_frames
-from battgen.evaluation.split import derive_seed, grouped_folds
+from battgen.evaluation.split import held_out_folds
 from battgen.protocol import soc_percent
 
 __all__ = ["TRUST_COLUMNS", "run_trust_benchmark", "soh_terciles", "coverage_summary", "run_ood_matrix"]
@@ -51,12 +51,10 @@ def run_trust_benchmark(
     plan, estimators, data = [], [], []
     for seed in seeds:
         for b, df in frames.items():
-            measured = np.isin(soc_percent(df), list(measured_soc))
-            for fold, held_out in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(b, seed, "folds"))):
-                plan.append((b, seed, fold, df[held_out]))
-                estimators.append(SOHEstimator(generator=generator, epochs=epochs,
-                                               random_state=derive_seed(b, fold, seed, "estimator")))
-                data.append(df[~held_out & measured])
+            for fold, train, test, _, random_state in held_out_folds(b, df, measured_soc, n_folds, seed, group):
+                plan.append((b, seed, fold, test))
+                estimators.append(SOHEstimator(generator=generator, epochs=epochs, random_state=random_state))
+                data.append(train)
     parts = []
     for (b, seed, fold, test), est in zip(plan, fit_estimators(estimators, data, progress=progress)):
         estimate, lower, upper = est.predict(test[FEATURES], interval=coverage)

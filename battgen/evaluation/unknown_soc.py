@@ -42,7 +42,7 @@ import pandas as pd
 
 from battgen.data import FEATURES
 from battgen.evaluation.core import constant_predictions
-from battgen.evaluation.split import derive_seed, grouped_folds
+from battgen.evaluation.split import derive_seed, grouped_folds, held_out_folds
 from battgen.evaluation.stats import cluster_bootstrap
 from battgen.invariant_estimator import NEW_METHODS, RIDGE_ALPHAS, InvariantEstimator, augmented_rows, grouped_ridge_alpha  # noqa: F401 (re-exported)
 from battgen.io import progress_bar
@@ -107,11 +107,10 @@ def _units(frames: dict[str, pd.DataFrame], measured_soc, seeds, n_folds: int, i
     ends, interior = (min(measured_soc), max(measured_soc)), [s for s in measured_soc if min(measured_soc) < s < max(measured_soc)]
     units = []
     for b, df in frames.items():
-        measured = np.isin(soc_percent(df), list(measured_soc))
         for seed in seeds:
-            for fold, held_out in enumerate(grouped_folds(df[group].to_numpy(), n_folds, derive_seed(b, seed, "folds"))):
-                train, labels = df[~held_out & measured], {"battery": b, "seed": seed, "fold": fold}
-                units.append(_Unit(labels, train, df[held_out], None, derive_seed(b, fold, seed, "estimator"), df[~held_out]))
+            for fold, train, test, others, random_state in held_out_folds(b, df, measured_soc, n_folds, seed, group):
+                labels = {"battery": b, "seed": seed, "fold": fold}
+                units.append(_Unit(labels, train, test, None, random_state, others))
                 at_end = np.isin(soc_percent(train), ends)
                 inner = grouped_folds(train[group].to_numpy(), inner_folds, derive_seed(b, seed, fold, "inner folds"))
                 for i, inner_test in enumerate(inner if interior else []):
