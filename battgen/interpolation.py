@@ -81,9 +81,12 @@ def interpolate_features(
     targets = np.asarray(target_soc, dtype=float)
     if len(measured) == 0:
         return measured.iloc[:0].copy()
-    take, feats = [], []
+    take, feats, weights = [], [], {}
     for rows, levels, X in _battery_blocks(measured, group, features):
-        i, j, w = (np.array(v) for v in zip(*[interpolation_weights(levels, t) for t in targets]))
+        key = levels.tobytes()  # batteries measured at the same levels share their weights
+        if key not in weights:
+            weights[key] = tuple(np.array(v) for v in zip(*[interpolation_weights(levels, t) for t in targets]))
+        i, j, w = weights[key]
         take.append(np.full(len(targets), rows[0]))
         feats.append(X[i] + w[:, None] * (X[j] - X[i]))
     out = measured.iloc[np.concatenate(take)].reset_index(drop=True)
@@ -109,13 +112,15 @@ def loo_interpolation_residuals(
     features = list(features)
     if len(measured) == 0:
         return measured.iloc[:0].copy()
-    take, res = [], []
+    take, res, weights = [], [], {}
     for rows, levels, X in _battery_blocks(measured, group, features):
         r = np.zeros_like(X)
         if len(levels) > 1:
-            for k in range(len(levels)):
-                keep = np.arange(len(levels)) != k
-                i, j, w = interpolation_weights(levels[keep], levels[k])
+            key = levels.tobytes()  # batteries measured at the same levels share their weights
+            if key not in weights:
+                weights[key] = [(np.arange(len(levels)) != k, *interpolation_weights(levels[np.arange(len(levels)) != k], levels[k]))
+                                for k in range(len(levels))]
+            for k, (keep, i, j, w) in enumerate(weights[key]):
                 Xk = X[keep]
                 r[k] = X[k] - (Xk[i] + w * (Xk[j] - Xk[i]))
         take.append(rows)

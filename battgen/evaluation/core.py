@@ -120,7 +120,7 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
     row per level, method and value of ``by``: the scores of each physical battery, which is what
     battery-level statistics resample (:func:`battgen.evaluation.stats.battery_summary`).
     """
-    from battgen.soh import fit_forest, mape  # scikit-learn, on first use
+    from battgen.soh import absolute_percentage_errors, fit_forest  # scikit-learn, on first use
 
     unknown = set(predictors) - set(PREDICTORS)
     if unknown:
@@ -148,10 +148,11 @@ def score_known_soc(split: Split, generated: dict[str, Rows], predictors: Sequen
             preds[GENERATORS[name].label] = (forest.predict(X_test), len(at.soh))
         groups = group_masks(test, by)
         for method, (pred, n_train) in preds.items():
+            ape = absolute_percentage_errors(y_test, pred)  # per row: a group's rows give its MAPE and spread
             for key, at in groups:
-                m, sd = mape(y_test[at], pred[at])
-                rows.append({**split.labels, **dict(zip(by, key)), "test_soc": level, "method": method, "mape": m,
-                             "ape_std": sd, "n_train": n_train, "n_test": int(at.sum())})
+                rows.append({**split.labels, **dict(zip(by, key)), "test_soc": level, "method": method,
+                             "mape": float(ape[at].mean()), "ape_std": float(ape[at].std()), "n_train": n_train,
+                             "n_test": int(at.sum())})
     return rows
 
 
