@@ -653,3 +653,18 @@ def test_per_battery_scores_add_up_to_the_level_scores(data_dir) -> None:
     est = run_estimator_benchmark(batteries=["LFP35"], seeds=[0], n_folds=2, generators=["interpolation"], frames=frames,
                                   progress=False, by=("cell",))
     assert {"cell", "generator", "test_soc"} <= set(est.columns) and est["n_test"].min() >= 1
+
+
+def test_group_masks_in_order_of_appearance() -> None:
+    """One column or several: the groups in order of first appearance, their values as given (NaN a group too)."""
+    from battgen.evaluation.core import group_masks
+
+    frame = pd.DataFrame({"cell": ["b", "a", "b", None, "a"], "n": [1, 2, 1, 3, 2]})
+    one = group_masks(frame, ["cell"])
+    assert [k for k, _ in one[:2]] == [("b",), ("a",)] and pd.isna(one[2][0][0])
+    assert [m.tolist() for _, m in one] == [[True, False, True, False, False], [False, True, False, False, True],
+                                            [False, False, False, True, False]]
+    two = group_masks(frame, ["cell", "n"])
+    assert [m.tolist() for _, m in two] == [m.tolist() for _, m in one] and two[0][0] == ("b", 1)
+    (key, mask), = group_masks(frame, [])
+    assert key == () and mask.all()

@@ -108,7 +108,10 @@ def group_masks(frame: pd.DataFrame, by: Sequence[str]) -> list[tuple[tuple, np.
     if not by:
         return [((), np.ones(len(frame), dtype=bool))]
     values = frame[list(by)].to_numpy()
-    codes, uniques = pd.factorize(frame[list(by)].astype(str).agg("\x1f".join, axis=1))
+    if len(by) == 1:  # one column (a battery's cell, say): its values are the groups
+        codes, uniques = pd.factorize(frame[by[0]], use_na_sentinel=False)
+    else:
+        codes, uniques = pd.factorize(frame[list(by)].astype(str).agg("\x1f".join, axis=1))
     return [(tuple(values[np.argmax(codes == k)]), codes == k) for k in range(len(uniques))]
 
 
