@@ -656,15 +656,17 @@ def test_per_battery_scores_add_up_to_the_level_scores(data_dir) -> None:
 
 
 def test_group_masks_in_order_of_appearance() -> None:
-    """One column or several: the groups in order of first appearance, their values as given (NaN a group too)."""
+    """One column or several: the groups in order of first appearance, their values as given."""
     from battgen.evaluation.core import group_masks
 
-    frame = pd.DataFrame({"cell": ["b", "a", "b", None, "a"], "n": [1, 2, 1, 3, 2]})
+    frame = pd.DataFrame({"cell": ["b", "a", "b", "c", "a"], "n": [1, 2, 1, 3, 2]})
     one = group_masks(frame, ["cell"])
-    assert [k for k, _ in one[:2]] == [("b",), ("a",)] and pd.isna(one[2][0][0])
+    assert [k for k, _ in one] == [("b",), ("a",), ("c",)]
     assert [m.tolist() for _, m in one] == [[True, False, True, False, False], [False, True, False, False, True],
                                             [False, False, False, True, False]]
     two = group_masks(frame, ["cell", "n"])
     assert [m.tolist() for _, m in two] == [m.tolist() for _, m in one] and two[0][0] == ("b", 1)
     (key, mask), = group_masks(frame, [])
     assert key == () and mask.all()
+    missing = group_masks(pd.DataFrame({"cell": ["b", None, "b"]}), ["cell"])  # a missing value is a group too
+    assert len(missing) == 2 and missing[1][1].tolist() == [False, True, False]
