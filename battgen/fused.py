@@ -27,9 +27,7 @@ alone equals the same fit trained beside others (tested).
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 

@@ -6,13 +6,16 @@ results are keyed by."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -65,6 +68,28 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no clock in the bytes
+
+
+def zip_bytes(files: Iterable[tuple[str, bytes]]) -> bytes:
+    """A zip archive (stored) of ``(name, data)`` files in the order given, with a fixed date and mode:
+    the same files give the same bytes (model files are reproducible to the byte)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: Any) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file (no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:

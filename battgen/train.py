@@ -37,7 +37,7 @@ import numpy as np
 
 from battgen import weights as weights_module
 from battgen.config import CVAEConfig, TrainConfig
-from battgen.io import atomic_path, progress_bar, progress_enabled
+from battgen.io import atomic_path, npy_bytes, progress_bar, progress_enabled, write_bytes, zip_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -196,9 +196,7 @@ class FittedCVAE:
             "history": self.history,
             "provenance": self.provenance,
         }
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **self.weights)
+        write_bytes(zip_bytes((f"{name}.npy", npy_bytes(self.weights[name])) for name in weights_module.shapes(self.config)), path)
         with atomic_path(_meta_path(path)) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, default=_jsonable))
         return path

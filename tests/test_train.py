@@ -90,6 +90,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.decode(z, c[:3]), fit.decode(z, c[:3]))
     assert again.history == fit.history
     assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
+    assert fit.save(tmp_path / "again.npz").read_bytes() == path.read_bytes()  # the same generator, the same bytes
 
 
 def test_load_refuses_pickled_objects(tmp_path: Path) -> None:

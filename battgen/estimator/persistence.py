@@ -31,7 +31,7 @@ import numpy as np
 
 from battgen.data import FEATURES
 from battgen.estimator.inputs import CUSTOM, DECLARED
-from battgen.io import sha256_parts, write_bytes
+from battgen.io import npy_bytes, sha256_parts, write_bytes, zip_bytes
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "read_payload", "write_payload"]
 
@@ -44,7 +44,6 @@ _MEASURED_KEYS = {"measured", "measured_groups"}
 """The measured table an invariant-feature regressor refits from: U1..U21, soc, soh (floats) and battery_id, cell."""
 _MEASURED_COLUMNS = [*FEATURES, "soc", "soh"]
 _JSON = "battgen.json"
-_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no clock in the bytes
 
 
 def _probe(est) -> np.ndarray:
@@ -169,21 +168,13 @@ def _entries(payload: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
             continue
         arrays = payload[key] if isinstance(payload[key], dict) else {None: payload[key]}
         for name in sorted(arrays, key=str):
-            buffer = io.BytesIO()
-            np.save(buffer, np.asarray(arrays[name]), allow_pickle=False)
-            yield (f"{key}.npy" if name is None else f"{key}/{name}.npy"), buffer.getvalue()
+            yield (f"{key}.npy" if name is None else f"{key}/{name}.npy"), npy_bytes(arrays[name])
 
 
 def write_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write a payload (plain strings and numbers, arrays, dicts of arrays) as the archive :func:`read_payload`
     reads, atomically; used by :func:`save` (and by tests that craft files)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in _entries(payload):
-            info = zipfile.ZipInfo(name, date_time=_DATE)
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-    return write_bytes(buffer.getvalue(), path)
+    return write_bytes(zip_bytes(_entries(payload)), path)
 
 
 def read_payload(path: str | os.PathLike) -> dict[str, Any]:
