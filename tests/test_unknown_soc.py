@@ -182,6 +182,21 @@ def test_nested_verdict_reads_the_choice():
     assert not nested_verdict(summary.assign(mape=[3.5, 3.0, 5.0]), choices).iloc[0]["new_method_wins"]
 
 
+def test_a_tie_is_no_choice():
+    """Methods picked equally often are all named; with the current method among them a new method has not won."""
+    summary = pd.DataFrame({"battery": ["T"] * 3, "method": [NESTED, "interpolation", "constant"],
+                            "mape": [2.0, 3.0, 5.0], "ratio": [0.4, 0.6, 1.0]})
+    choices = pd.DataFrame({"battery": "T", "seed": 0, "fold": [0, 1, 2, 3],
+                            "method": ["soc_then_soh", "interpolation", "interpolation", "soc_then_soh"],
+                            "inner_mape": 1.0, "chosen": True})
+    v = nested_verdict(summary, choices).iloc[0]
+    assert v["most_chosen"] == "interpolation = soc_then_soh" and v["share_chosen"] == pytest.approx(0.5)
+    assert not v["new_method_wins"]
+    both_new = choices.assign(method=["soc_then_soh", "invariant_forest", "invariant_forest", "soc_then_soh"])
+    v = nested_verdict(summary, both_new).iloc[0]
+    assert v["most_chosen"] == "invariant_forest = soc_then_soh" and v["new_method_wins"]
+
+
 def test_best_per_type_and_the_recommended_default():
     from battgen.evaluation.unknown_soc import CEILING, best_per_type, recommended_default
 
@@ -196,3 +211,5 @@ def test_best_per_type_and_the_recommended_default():
     verdict = pd.DataFrame({"battery": ["T"], "new_method_wins": [True]})
     assert recommended_default(verdict, choices) == "invariant_forest"
     assert recommended_default(verdict.assign(new_method_wins=False), choices) == "interpolation"
+    tied = choices.assign(method=["invariant_forest", "soc_then_soh"])  # no single method to adopt
+    assert recommended_default(verdict, tied) == "interpolation"

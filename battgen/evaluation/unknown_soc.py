@@ -275,20 +275,25 @@ def summarize(predictions: pd.DataFrame, reference: str = "constant", goal: floa
 
 
 def nested_verdict(summary: pd.DataFrame, choices: pd.DataFrame, current: str = "interpolation") -> pd.DataFrame:
-    """Per battery type: the method the nested choice picks most often (and how often), the nested
+    """Per battery type: the method(s) the nested choice picks most often (and how often), the nested
     choice's MAPE and ratio to the constant, ``current``'s, and whether the nested choice beats
     ``current`` with a new method (``new_method_wins``). A change of the estimator's default is
-    warranted only where ``new_method_wins`` holds in every battery type."""
+    warranted only where ``new_method_wins`` holds in every battery type.
+
+    A tie is no choice: when several methods are picked equally often, ``most_chosen`` names them
+    all (``"a = b"``) and the type counts as won by a new method only if every one of them is new.
+    (The outer folds are few, 15 in the book, so ties happen; breaking them by the order of the
+    methods would let an unrelated change, such as another method's random stream, decide.)"""
     rows = []
     s = summary.set_index(["battery", "method"])
     for b, g in choices[choices["chosen"]].groupby("battery", sort=False):
         counts = g["method"].value_counts()
-        top = str(counts.index[0])
+        tops = sorted(str(m) for m in counts.index[counts == counts.iloc[0]])
         nested, cur = s.loc[(b, NESTED)], s.loc[(b, current)]
-        rows.append({"battery": b, "most_chosen": top, "share_chosen": counts.iloc[0] / len(g),
+        rows.append({"battery": b, "most_chosen": " = ".join(tops), "share_chosen": counts.iloc[0] / len(g),
                      "nested_mape": nested["mape"], "nested_ratio": nested["ratio"], "current_mape": cur["mape"],
                      "current_ratio": cur["ratio"],
-                     "new_method_wins": bool(top in NEW_METHODS and nested["mape"] < cur["mape"])})
+                     "new_method_wins": bool(all(t in NEW_METHODS for t in tops) and nested["mape"] < cur["mape"])})
     return pd.DataFrame(rows)
 
 
@@ -312,9 +317,11 @@ def best_per_type(summary: pd.DataFrame, goal: float = 0.6,
 def recommended_default(verdict: pd.DataFrame, choices: pd.DataFrame, current: str = "interpolation") -> str:
     """The estimator's default after the nested choice: the new method chosen most often over every
     outer fold of every battery type, if the nested choice beats ``current`` with a new method in
-    every type (:func:`nested_verdict`); otherwise ``current``."""
+    every type (:func:`nested_verdict`) and one new method is chosen more often than any other;
+    otherwise ``current``."""
     if verdict.empty or not verdict["new_method_wins"].all():
         return current
     counts = choices[choices["chosen"] & choices["method"].isin(list(NEW_METHODS))]["method"].value_counts()
-    return str(counts.index[0]) if len(counts) else current
-
+    if len(counts) == 0 or (len(counts) > 1 and counts.iloc[1] == counts.iloc[0]):
+        return current
+    return str(counts.index[0])
