@@ -134,7 +134,7 @@ class FittedCVAE:
 
     @cached_property
     def model(self) -> CVAE:
-        """The generator as a :class:`battgen.model.CVAE` (imports torch), in eval mode."""
+        """The generator as a :class:`battgen.model.CVAE` (needs torch: ``pip install "battgen[book]"``), in eval mode."""
         import torch
 
         from battgen.model import CVAE

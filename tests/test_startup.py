@@ -88,3 +88,23 @@ def test_train_with_interpolation_and_estimate_never_import_torch(tmp_path) -> N
     loaded = _loaded(code)
     assert not loaded["torch"], loaded
     assert out.is_file()
+
+
+def test_the_command_line_runs_without_torch_installed(tmp_path) -> None:
+    """torch is an extra (the book and the tests): without it, train with the paper's CVAE, estimate and reproduce run."""
+    model, pulses, out, grid = tmp_path / "m.pt", tmp_path / "p.csv", tmp_path / "o.csv", tmp_path / "grid"
+    code = ("import importlib.abc, sys\n\n"
+            "class NoTorch(importlib.abc.MetaPathFinder):  # as if torch were not installed\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}')\n\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from battgen.cli import main\nfrom battgen.data import load_pulsebat\n"
+            f"load_pulsebat('NMC21').head(20).to_csv({str(pulses)!r}, index=False)\n"
+            f"assert main(['train', '--battery', 'NMC21', '--soc', '5', '25', '50', '--generator', 'cvae', '--epochs', '2', "
+            f"'--out', {str(model)!r}, '--no-progress']) == 0\n"
+            f"assert main(['estimate', '--model', {str(model)!r}, {str(pulses)!r}, '--out', {str(out)!r}]) == 0\n"
+            f"assert main(['reproduce', '--battery', 'LMO10', '--cases', '1', '--epochs', '2', '--out', {str(grid)!r}, "
+            "'--no-progress']) == 0\n")
+    _loaded(code)  # fails on any import of torch
+    assert out.is_file() and (grid / "results.csv").is_file()

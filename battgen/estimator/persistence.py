@@ -10,8 +10,8 @@ interpolate themselves) and ``random_state``; :func:`load` refits it (the paper'
 invariant estimators are deterministic for a fixed ``random_state``) and checks that its predictions
 on stored probe rows equal those recorded at save time, bit for bit. The file is the same bytes for
 the same training data, parameters and versions (entries in a fixed order with a fixed date, built in
-memory, so no file name leaks into the archive); it records the versions of battgen, scikit-learn,
-torch and numpy and a sha256 of its own content, so that a damaged file is reported as "corrupt or
+memory, so no file name leaks into the archive); it records the versions of battgen, scikit-learn
+and numpy and a sha256 of its own content, so that a damaged file is reported as "corrupt or
 modified" and a regressor that refits differently is blamed on another version only when the
 versions differ. The interval calibration scores and the novelty threshold are stored with it (they
 need the training batteries to recompute).
@@ -130,13 +130,13 @@ def load(cls: type, path: str | os.PathLike):
 
 def _versions() -> dict[str, str]:
     """The versions a saved model depends on (a regressor refits bit for bit only with the same ones);
-    read from the installed packages' metadata, so that saving imports neither torch nor scikit-learn."""
+    read from the installed packages' metadata, so that saving does not import scikit-learn. (A CVAE
+    generator is stored as its weights and never runs at load: torch's version does not matter.)"""
     from importlib.metadata import version
 
     from battgen._version import __version__
 
-    return {"battgen": __version__, "scikit-learn": version("scikit-learn"), "torch": version("torch"),
-            "numpy": np.__version__}
+    return {"battgen": __version__, "scikit-learn": version("scikit-learn"), "numpy": np.__version__}
 
 
 def _canonical(value: Any) -> Iterator[bytes]:
