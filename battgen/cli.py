@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from battgen.protocol import ALL_SOC, CASES, SOC_STEP_PCT, soc_percent
+from battgen.protocol import ALL_SOC, CASES, SOC_STEP_PCT, levels_text as _levels, soc_percent
 
 __all__ = ["main", "build_parser"]
 
@@ -92,10 +92,6 @@ def _pulsebat_inputs(keys: Iterable[str], data_dir: str | None) -> list[Path]:
 
     folders = [Path(data_dir).expanduser() if data_dir else data_dir_from_env(), cache_dir()]
     return [folder / key for folder in folders if folder is not None for key in keys]
-
-
-def _levels(levels: Iterable[int]) -> str:
-    return ", ".join(str(s) for s in levels)
 
 
 def _progress(args: argparse.Namespace) -> bool | None:

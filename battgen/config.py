@@ -8,9 +8,15 @@ live here so that importing them costs nothing. ``battgen.model.CVAEConfig`` and
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
-__all__ = ["CVAEConfig", "TrainConfig"]
+__all__ = ["CVAEConfig", "TrainConfig", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (what ``threads=None`` settings spread their work over)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass

@@ -383,11 +383,10 @@ def _read_stored_table(path: Path) -> pd.DataFrame | None:
 
 def _store_table(table: pd.DataFrame, path: Path) -> None:
     """Keep ``table`` at ``path`` (numpy arrays, no pickle), written atomically; silently not when the cache is read-only."""
-    from battgen.io import atomic_path
+    from battgen.io import write_npz
 
     try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **{c: table[c].to_numpy(dtype=str if table[c].dtype.kind in "OTU" else None) for c in SCHEMA})
+        write_npz({c: table[c].to_numpy(dtype=str if table[c].dtype.kind in "OTU" else None) for c in SCHEMA}, path)
     except OSError:
         pass
 

@@ -27,7 +27,7 @@ alone equals the same fit trained beside others (tested).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -133,14 +133,14 @@ class _AttnWork:
 class Stack:
     """``M`` CVAEs of one configuration: flat parameters, Adam state, and the training step.
 
-    ``initial`` give each fit's initial weights (arrays, or tensors, under :class:`battgen.model.CVAE`'s
-    names; float64 ones make a float64 stack); :meth:`step` takes one
+    ``initial`` give each fit's initial weights (arrays under :class:`battgen.model.CVAE`'s names;
+    float64 ones make a float64 stack); :meth:`step` takes one
     mini-batch per fit for the first ``k`` fits (the active prefix), writes their gradients and
     returns their loss terms; :meth:`adam` applies the update; :meth:`state_dict` gives a fit's
     weights back in :class:`battgen.model.CVAE`'s names.
     """
 
-    def __init__(self, cfg: CVAEConfig, initial: Sequence[Mapping[str, Any]], batch_size: int, free_bits: float = 0.0):
+    def __init__(self, cfg: CVAEConfig, initial: Sequence[Mapping[str, np.ndarray]], batch_size: int, free_bits: float = 0.0):
         self.cfg, self.batch_size, self.free_bits = cfg, int(batch_size), float(free_bits)
         self.attention = cfg.conditioning == "attention"
         self.sigmoid = cfg.output == "sigmoid"
@@ -152,7 +152,7 @@ class Stack:
             self.offsets[block] = start
             start += size
         self.size = -(-start // 16) * 16  # padded: every fit's row starts on a 64-byte boundary
-        states = [{k: _numpy(v) for k, v in state.items()} for state in initial]
+        states = [{k: np.asarray(v) for k, v in state.items()} for state in initial]
         self.dtype = dt = np.float64 if next(iter(states[0].values())).dtype == np.float64 else np.float32
         M = len(states)
         self.params = np.zeros((M, self.size), dtype=dt)  # (M, P)
@@ -315,8 +315,3 @@ class Stack:
         """One Adam update of fits ``[0, k)`` with the step size ``lr_t`` (bias correction included)."""
         coef = np.array([lr_t, beta1, 1 - beta1, beta2, 1 - beta2, eps], dtype=self.dtype)
         kernels.adam(self.params, self.grads, *self._moments, k, coef)
-
-
-def _numpy(value: Any) -> np.ndarray:
-    """An array of a weight given as an array or a torch tensor."""
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)

@@ -118,8 +118,8 @@ def loo_interpolation_residuals(
         if len(levels) > 1:
             key = levels.tobytes()  # batteries measured at the same levels share their weights
             if key not in weights:
-                weights[key] = [(np.arange(len(levels)) != k, *interpolation_weights(levels[np.arange(len(levels)) != k], levels[k]))
-                                for k in range(len(levels))]
+                keeps = [np.arange(len(levels)) != k for k in range(len(levels))]  # every level but the k-th
+                weights[key] = [(keep, *interpolation_weights(levels[keep], levels[k])) for k, keep in enumerate(keeps)]
             for k, (keep, i, j, w) in enumerate(weights[key]):
                 Xk = X[keep]
                 r[k] = X[k] - (Xk[i] + w * (Xk[j] - Xk[i]))

@@ -24,9 +24,13 @@ __all__ = [
     "check_output",
     "read_table",
     "write_bytes",
+    "write_npz",
+    "zip_bytes",
+    "npy_bytes",
     "write_json",
     "write_table",
     "progress_enabled",
+    "progress_bar",
     "package_fingerprint",
     "sha256_parts",
 ]
@@ -90,6 +94,12 @@ def npy_bytes(array: Any) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)
     return buffer.getvalue()
+
+
+def write_npz(arrays: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``arrays`` as a NumPy ``.npz`` archive (``numpy.load(path, allow_pickle=False)`` reads it),
+    atomically and to the byte the same for the same arrays (in the order given)."""
+    return write_bytes(zip_bytes((f"{name}.npy", npy_bytes(value)) for name, value in arrays.items()), path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:

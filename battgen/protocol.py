@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:  # only for the annotations: `battgen --help` need not import pandas
     import pandas as pd
 
-__all__ = ["ALL_SOC", "CASES", "case_kind", "test_levels", "soc_percent"]
+__all__ = ["ALL_SOC", "CASES", "case_kind", "test_levels", "soc_percent", "levels_text"]
 
 ALL_SOC: tuple[int, ...] = tuple(range(5, 55, 5))
 """The ten SOC levels (% of nominal capacity) at which PulseBat pulses were measured."""
@@ -52,6 +52,11 @@ test_levels.__test__ = False  # type: ignore[attr-defined]  # not a pytest test 
 def soc_percent(df: pd.DataFrame) -> np.ndarray:
     """SOC of each row as an integer percentage (5, 10, ...)."""
     return np.rint(df["soc"].to_numpy() * 100).astype(int)
+
+
+def levels_text(levels) -> str:
+    """SOC levels (%) as the messages write them: ``"5, 25, 50"``."""
+    return ", ".join(str(s) for s in levels)
 
 
 # --------------------------------------------------------------------------- the test program

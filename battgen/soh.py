@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import threading
+from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils import check_array
+
+from battgen.config import usable_cores
 
 __all__ = ["make_forest", "fit_forest", "PaperForest", "mape", "absolute_percentage_errors", "FOREST_PARAMS"]
 
@@ -112,6 +114,7 @@ _FAST_SKLEARN = ((1, 6), (1, 10))
 predicts the same, only slower."""
 
 
+@lru_cache(maxsize=None)
 def fast_forest_available() -> bool:
     """Whether :class:`PaperForest` may be used with the installed scikit-learn (see :data:`_FAST_SKLEARN`)."""
     from sklearn import __version__
@@ -131,11 +134,6 @@ def fit_forest(X: np.ndarray, y: np.ndarray, random_state: int | None = 0,
     if not fast_forest_available():
         return make_forest(random_state, n_jobs=threads).fit(X, y)
     return PaperForest(random_state, threads).fit(X, y)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def absolute_percentage_errors(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from battgen import weights as weights_module
-from battgen.config import CVAEConfig, TrainConfig
-from battgen.io import atomic_path, npy_bytes, progress_bar, progress_enabled, write_bytes, zip_bytes
+from battgen.config import CVAEConfig, TrainConfig, usable_cores
+from battgen.io import atomic_path, progress_bar, progress_enabled, write_npz
 
 if TYPE_CHECKING:
     import torch
@@ -196,7 +196,7 @@ class FittedCVAE:
             "history": self.history,
             "provenance": self.provenance,
         }
-        write_bytes(zip_bytes((f"{name}.npy", npy_bytes(self.weights[name])) for name in weights_module.shapes(self.config)), path)
+        write_npz({name: self.weights[name] for name in weights_module.shapes(self.config)}, path)
         with atomic_path(_meta_path(path)) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, default=_jsonable))
         return path
@@ -264,7 +264,7 @@ def worker_threads(threads: int | None, n_fits: int, fits_per_thread: int = 4) -
     (with one other busy process, torch's two pool threads on two cores ran several times slower
     than one).
     """
-    cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = threads or usable_cores()
     return max(1, min(int(cores), n_fits // fits_per_thread))
 
 

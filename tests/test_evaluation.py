@@ -285,11 +285,11 @@ def test_score_known_soc_matches_hand_built_forests() -> None:
 
 def test_threads_change_nothing_but_the_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Splits are generated and scored in threads over the cores: the table equals the one-thread table byte for byte."""
-    import battgen.soh
+    import battgen.evaluation.core
 
     splits = [paper_split(toy_frame(8, seed=k), case, 1) for k in range(2) for case in (2, 5)]
     threaded, _ = evaluate_known_soc(splits, ["interpolation"])
-    monkeypatch.setattr(battgen.soh, "usable_cores", lambda: 1)
+    monkeypatch.setattr(battgen.evaluation.core, "usable_cores", lambda: 1)
     alone, _ = evaluate_known_soc(splits, ["interpolation"])
     assert threaded.to_csv().encode() == alone.to_csv().encode()
     assert len(threaded) == sum(len(s.levels) for s in splits) * 4

@@ -181,7 +181,8 @@ def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta, edg
     w[1, -2:] = 0.0  # padding rows
     betas = None if beta is None else torch.full((M,), beta, dtype=torch.float64)
     ones = torch.ones(M * B, 1, dtype=torch.float64)
-    stack = Stack(cfg, [m.state_dict() for m in models], B, free_bits)
+    initial = [{k: v.numpy() for k, v in m.state_dict().items()} for m in models]
+    stack = Stack(cfg, initial, B, free_bits)
     X, C = torch.cat([x.reshape(M * B, -1), ones], 1).numpy(), torch.cat([c.reshape(M * B, -1), ones], 1).numpy()
     stack.step(M, np.arange(M * B), X, C, eps.numpy(), w, betas)
     if edges:  # the special rows did occur
@@ -189,7 +190,7 @@ def test_hand_written_step_is_autograd_on_the_model(config, free_bits, beta, edg
         assert (wk.Cstat[:, 0, 3] == 0).all() and (wk.Cstat[:, 1, 2] == 0).all() and (enc.hn[:, 0] == 0).all()
         assert (enc.buf == 2.0 ** -126).any()  # floored weights
     terms = stack.kept_terms(1, np.arange(M * B)[None], X, w[None], None if betas is None else betas[None])[:, 0]
-    grads = Stack(cfg, [m.state_dict() for m in models], B)
+    grads = Stack(cfg, initial, B)
     grads.params[:] = stack.grads  # read the gradient buffer with the parameters' names
     for m, model in enumerate(models):
         want_terms, want = _network_gradients(model, x[m], c[m], eps[m], w[m], free_bits, None if betas is None else betas[m])

@@ -112,10 +112,6 @@ def refuse_declared(df: pd.DataFrame, design: dict[str, Any], source: str = "inp
                          f"pulses from another battery design or pulse width{hint}")
 
 
-def _levels(levels) -> str:
-    return ", ".join(str(s) for s in levels)
-
-
 def training_rows(data: str | os.PathLike | None, battery: str, pulse_width: int, data_dir: str | None = None,
                   soc: list[int] | None = None) -> tuple[pd.DataFrame, str]:
     """The measured rows to train on and where they come from (``battgen train``).
@@ -126,7 +122,7 @@ def training_rows(data: str | os.PathLike | None, battery: str, pulse_width: int
     the levels must be PulseBat's (5-50 % in steps of 5), the ones the estimator models.
     """
     from battgen.data import load_pulsebat
-    from battgen.protocol import ALL_SOC
+    from battgen.protocol import ALL_SOC, levels_text
 
     if data:
         df = read_table(data, "training rows in the battgen.data schema (U1..U21, soc, soh, battery_id)")
@@ -145,12 +141,12 @@ def training_rows(data: str | os.PathLike | None, battery: str, pulse_width: int
     levels = sorted(set(soc or socs.tolist()))
     absent = [s for s in levels if s not in set(socs.tolist())]
     if absent:
-        raise ValueError(f"{source}: no rows at SOC {_levels(absent)} %; it has rows at {_levels(sorted(set(socs.tolist())))} %")
+        raise ValueError(f"{source}: no rows at SOC {levels_text(absent)} %; it has rows at {levels_text(sorted(set(socs.tolist())))} %")
     odd = [s for s in levels if s not in ALL_SOC]
     if odd:
         row = int(np.flatnonzero(np.isin(socs, odd))[0]) + 2
-        raise ValueError(f"{source}: column 'soc', row {row}: level(s) {_levels(odd)} %; battgen's estimator models the "
-                         f"PulseBat levels {_levels(ALL_SOC)} % (SOC as a fraction: 0.05, 0.10, ... 0.50)")
+        raise ValueError(f"{source}: column 'soc', row {row}: level(s) {levels_text(odd)} %; battgen's estimator models the "
+                         f"PulseBat levels {levels_text(ALL_SOC)} % (SOC as a fraction: 0.05, 0.10, ... 0.50)")
     return df[np.isin(socs, levels)], source
 
 

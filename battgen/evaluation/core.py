@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from battgen.config import usable_cores
 from battgen.data import FEATURES
 from battgen.evaluation.generators import FITS, GENERATORS, GeneratorSettings, Rows, applies, fit_models, generate, generator
 from battgen.evaluation.split import Split
@@ -164,8 +165,6 @@ def in_threads(task: Callable[[int], Any], n: int, costs: Sequence[float] | None
     GIL-releasing work such as tree building: the results do not depend on the threads). With
     ``costs``, the threads start with the costliest tasks, so that no core idles at the end behind a
     long last task; the results keep the order of the tasks."""
-    from battgen.soh import usable_cores
-
     workers = min(n, usable_cores())
     if workers <= 1:
         return [task(i) for i in range(n)]
