@@ -1,17 +1,22 @@
-"""SOH estimation: the paper's random forest and the error metric."""
+"""SOH estimation: the paper's random forest and the error metric.
+
+scikit-learn, which brings SciPy, is imported when the first forest is made, not with this
+module: the metrics and the modules that import them stay light.
+"""
 
 from __future__ import annotations
 
 import threading
 from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.tree import DecisionTreeRegressor
-from sklearn.utils import check_array
 
 from battgen.config import usable_cores
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestRegressor
 
 __all__ = ["make_forest", "fit_forest", "PaperForest", "mape", "absolute_percentage_errors", "FOREST_PARAMS"]
 
@@ -26,6 +31,8 @@ def make_forest(random_state: int | None = 0, n_jobs: int | None = None) -> Rand
     where two candidate splits tie (scikit-learn visits features in a random order), so the
     forest is close to one deep tree; ``random_state`` fixes those tie-breaks.
     """
+    from sklearn.ensemble import RandomForestRegressor
+
     return RandomForestRegressor(**FOREST_PARAMS, random_state=random_state, n_jobs=n_jobs)
 
 
@@ -49,6 +56,9 @@ class PaperForest:
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "PaperForest":
         """Fit the 20 trees on ``X (n, d)`` and ``y (n,)``."""
+        from sklearn.tree import DecisionTreeRegressor
+        from sklearn.utils import check_array
+
         template = make_forest(self.random_state)
         X = check_array(X, dtype=np.float32, ensure_all_finite=False)  # as the forest's validate_data
         y = np.ascontiguousarray(np.reshape(np.asarray(y), (-1, 1)), dtype=np.float64)  # (n, 1)
@@ -81,6 +91,8 @@ class PaperForest:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Mean of the trees' predictions (summed in tree order, then divided, as the forest does), ``(n,)``."""
+        from sklearn.utils import check_array
+
         X = check_array(X, dtype=np.float32, ensure_all_finite=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the forest was fitted on {self.n_features_in_}")
@@ -118,6 +130,7 @@ predicts the same, only slower."""
 def fast_forest_available() -> bool:
     """Whether :class:`PaperForest` may be used with the installed scikit-learn (see :data:`_FAST_SKLEARN`)."""
     from sklearn import __version__
+    from sklearn.tree import DecisionTreeRegressor
 
     try:
         release = tuple(int(part) for part in __version__.split(".")[:2])

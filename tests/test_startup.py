@@ -65,6 +65,14 @@ def test_the_evaluation_core_and_the_estimator_import_without_torch() -> None:
     assert not _loaded("import battgen.evaluation.paper, battgen.evaluation.leakfree")["torch"]
 
 
+def test_the_evaluation_modules_and_the_metrics_import_scikit_learn_at_the_first_forest() -> None:
+    """scikit-learn (and SciPy with it) is imported by the first forest, not by the modules that score."""
+    loaded = _loaded("import battgen.evaluation, battgen.evaluation.unknown_soc, battgen.evaluation.learning_curves, "
+                     "battgen.soh\nassert battgen.soh.mape([1.0, 2.0], [1.0, 1.0])[0] == 25.0")
+    assert not loaded["sklearn"] and not loaded["scipy"], loaded
+    assert _loaded("from battgen.soh import fit_forest\nfit_forest([[0.0], [1.0]], [0.0, 1.0])")["sklearn"]
+
+
 def test_training_a_cvae_generating_and_saving_never_import_torch(tmp_path) -> None:
     """The trainer, the generation rules and a generator's file run on NumPy: torch only for the book's views."""
     code = ("import numpy as np\nfrom battgen.train import FittedCVAE, TrainConfig, fit_generator\n"
