@@ -14,8 +14,8 @@ Rows (each with the machine's 1-minute load average before it and the highest se
   record, also the grid against 4 of the warmed-up in-process fits of the first row (a stricter
   comparison than like for like: the grid pays its process start and imports, those fits do not);
 - with one other CPU-bound process started by this script (``while True: pass``, killed after each
-  measurement, at most 15 minutes), the one fit, the grid and ``battgen train --generator cvae``
-  again: loaded time / quiet time (goal: at most 2);
+  measurement, at most 15 minutes), the one fit, the grid, ``battgen train`` and ``battgen train
+  --generator cvae`` again: loaded time / quiet time (goal: at most 2);
 - ``battgen train`` end to end (process start to model file written) with the default generator
   (goal 3 s) and with ``--generator cvae`` (goal 5 s), and ``battgen --help`` (goal 0.5 s);
 - with ``--unit-tests``: the unit-test part of ``make test`` (``pytest -n 2 tests``), for the record;
@@ -237,6 +237,10 @@ def _timed_commands(table: Table, out: str, ours, t_fit: float, t_plain: float, 
             t_grid_busy, _ = command(grid_cmd())
         table.add("5 s grid, one other busy process", t_grid_busy, "s", "same, quiet (above)", t_grid,
                   t_grid_busy / t_grid, "<= 2x slower", t_grid_busy <= 2 * t_grid, load)
+        with busy_process(), LoadWatch() as load:
+            t_train_busy, _ = command(train())
+        table.add("battgen train (default generator), one other busy process", t_train_busy, "s", "same, quiet (above)",
+                  t_train, t_train_busy / t_train, "<= 2x slower", t_train_busy <= 2 * t_train, load)
         with busy_process(), LoadWatch() as load:
             t_cvae_busy, _ = command(train("--generator", "cvae"))
         table.add("battgen train --generator cvae, one other busy process", t_cvae_busy, "s", "same, quiet (above)",
