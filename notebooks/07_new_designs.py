@@ -270,7 +270,7 @@ table(verdict.assign(battery=verdict["battery"].map(plotting.label)),
 # A new method is picked most often and beats the interpolation estimator in
 # {glue:text}`us_new_wins:d` of four battery types. The default changes only if that holds in
 # every type, so the estimator's default {glue:text}`us_default_changes`
-# (`{glue:text}`us_default``). A tie is no choice: where methods are picked equally often the
+# ({glue:text}`us_default`). A tie is no choice: where methods are picked equally often the
 # table names them all (`a = b`), and the type counts for a new method only if every one of them
 # is new. With few outer folds ties happen, and breaking them by the order of the methods would
 # let small changes elsewhere (another method's random stream) decide. In LFP 35 Ah the inner cross-validation, which learns from 5 and
@@ -409,10 +409,10 @@ print("wall time (s):", {k: round(v) for k, v in timing.items()})
 # ## Summary
 #
 # - **Unknown SOC.** The best estimator per battery type and its ratio to the constant:
-#   NMC 2.1 Ah `{glue:text}`us_nmc2_1_best`` {glue:text}`us_nmc2_1_mape:.2f` % ({glue:text}`us_nmc2_1_ratio:.2f` x),
-#   LMO 10 Ah `{glue:text}`us_lmo10_best`` {glue:text}`us_lmo10_mape:.2f` % ({glue:text}`us_lmo10_ratio:.2f` x),
-#   NMC 21 Ah `{glue:text}`us_nmc21_best`` {glue:text}`us_nmc21_mape:.2f` % ({glue:text}`us_nmc21_ratio:.2f` x),
-#   LFP 35 Ah `{glue:text}`us_lfp35_best`` {glue:text}`us_lfp35_mape:.2f` % ({glue:text}`us_lfp35_ratio:.2f` x);
+#   NMC 2.1 Ah {glue:text}`us_nmc2_1_best` {glue:text}`us_nmc2_1_mape:.2f` % ({glue:text}`us_nmc2_1_ratio:.2f` x),
+#   LMO 10 Ah {glue:text}`us_lmo10_best` {glue:text}`us_lmo10_mape:.2f` % ({glue:text}`us_lmo10_ratio:.2f` x),
+#   NMC 21 Ah {glue:text}`us_nmc21_best` {glue:text}`us_nmc21_mape:.2f` % ({glue:text}`us_nmc21_ratio:.2f` x),
+#   LFP 35 Ah {glue:text}`us_lfp35_best` {glue:text}`us_lfp35_mape:.2f` % ({glue:text}`us_lfp35_ratio:.2f` x);
 #   the interpolation estimator of chapter 6: {glue:text}`us_nmc2_1_interpolation_ratio:.2f` /
 #   {glue:text}`us_lmo10_interpolation_ratio:.2f` / {glue:text}`us_nmc21_interpolation_ratio:.2f` /
 #   {glue:text}`us_lfp35_interpolation_ratio:.2f` x. The goal ({glue:text}`us_goal:.1f` x) is reached in
@@ -421,7 +421,7 @@ print("wall time (s):", {k: round(v) for k, v in timing.items()})
 #   {glue:text}`us_lfp35_ceiling_ratio:.2f` x (LFP 35 Ah); beyond what the data carry: {glue:text}`us_beyond_data`.
 # - **Nested choice.** Chosen by inner cross-validation on the training batteries, a new method
 #   beats the interpolation estimator in {glue:text}`us_new_wins:d` of four types; the estimator's
-#   default {glue:text}`us_default_changes` (`{glue:text}`us_default``).
+#   default {glue:text}`us_default_changes` ({glue:text}`us_default`).
 # - **New designs.** The first (k, m) at which a method clearly beats the constant, for
 #   interpolation / the invariant estimator / the paper's CVAE: NMC 2.1 Ah
 #   {glue:text}`lc_nmc2_1_interpolation` / {glue:text}`lc_nmc2_1_invariant` / {glue:text}`lc_nmc2_1_cvae`;

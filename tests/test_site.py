@@ -95,6 +95,21 @@ def test_chapter_pages_open_with_an_overview_and_close_with_a_glued_summary(page
     assert summary.select(".pasted-text"), "the summary pastes computed numbers"
 
 
+ROLE = re.compile(r"\{(glue|glue:[a-z]+|numref|ref|doc|eq|cite[a-z:]*|download|term|math)\}")
+"""A MyST role as written in the source: on a page it means the role was not parsed (inside backticks, say)."""
+
+
+def test_no_page_shows_myst_markup_instead_of_what_it_stands_for(pages):
+    found = []
+    for name, path in pages.items():
+        page = _soup(path)
+        for code in page.select("div.cell, div.highlight, pre"):  # code as written is allowed to show roles
+            code.decompose()
+        text = page.get_text(" ")
+        found += [f"{name}: {text[max(0, m.start() - 60):m.end() + 40]!r}" for m in ROLE.finditer(text)]
+    assert not found, "unrendered MyST roles:\n" + "\n".join(found[:20])
+
+
 def test_mathjax_is_served_by_the_site_itself(pages):
     assert (SITE / "_static" / "mathjax" / "tex-svg.js").is_file()
     for name, path in pages.items():
