@@ -82,6 +82,7 @@ METHOD_LABEL = {"phase1": "Phase 1 (measured levels)", "phase2": "Phase 2 (paper
                 "phase2_authors_shift": "Phase 2: authors' voltage shift"}
 put("epochs", train.epochs)
 put("n_seeds", len(seeds))
+put("seeds_text", f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}")
 print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.models)} generators; "
       f"{len(res5)} result rows at 5 s, {len(res3)} at 3 s")
 
@@ -576,7 +577,7 @@ put("ex_seeds_needed", float(np.ceil((seed_std / 0.5) ** 2)) if np.isfinite(seed
 # %% [markdown]
 # ## Summary
 #
-# - Main result (5 s features, {glue:text}`epochs:.0f` epochs, {glue:text}`n_seeds:.0f` seeds):
+# - Main result (5 s features, {glue:text}`epochs:.0f` epochs, {glue:text}`seeds_text`):
 #   the paper's Phase 2 averages {glue:text}`p2_interp_mean:.2f` % MAPE in interpolation and
 #   {glue:text}`p2_extrap_mean:.2f` % in extrapolation over the four battery types, against
 #   {glue:text}`p1_interp_mean:.2f` % and {glue:text}`p1_extrap_mean:.2f` % for Phase 1. The mean
