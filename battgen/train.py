@@ -21,7 +21,6 @@ inside, is built on first use).
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -322,17 +321,14 @@ def fit_generators(
             out += list(zip(group, states, histories))
         return out
 
-    collecting = gc.isenabled()
-    gc.disable()  # the steps make no reference cycles, but their small objects set off collections of the whole heap
-    try:
+    from battgen.fused import paused_collector  # numba, on first use
+
+    with paused_collector():
         if len(shares) == 1:
             results = work(shares[0])
         else:
             with ThreadPoolExecutor(len(shares)) as pool:
                 results = [r for share in pool.map(work, shares) for r in share]
-    finally:
-        if collecting:
-            gc.enable()
     if bar is not None:
         bar.close()
 

@@ -62,6 +62,31 @@ def test_worker_threads_follow_the_setting_and_the_stack() -> None:
     assert 1 <= worker_threads(None, 1000) <= len(os.sched_getaffinity(0))
 
 
+def test_the_collector_stays_paused_until_the_last_of_overlapping_trainers_ends() -> None:
+    import gc
+
+    from battgen.fused import paused_collector
+
+    was_on = gc.isenabled()
+    try:
+        for before in (True, False):
+            (gc.enable if before else gc.disable)()
+            first, second = paused_collector(), paused_collector()
+            first.__enter__()
+            second.__enter__()  # a second trainer, in another thread, starts before the first ends
+            assert not gc.isenabled()
+            first.__exit__(None, None, None)
+            assert not gc.isenabled(), "the second trainer still runs"
+            second.__exit__(None, None, None)
+            assert gc.isenabled() == before
+        gc.enable()
+        with pytest.raises(RuntimeError), paused_collector():
+            raise RuntimeError("a failed fit")
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was_on else gc.disable)()
+
+
 def test_training_reduces_the_loss() -> None:
     x, c = _toy(64)
     fits = fit_generators([FitJob(x, c, seed) for seed in range(4)], train_config=TrainConfig(epochs=30), progress=False)
