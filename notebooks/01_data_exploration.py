@@ -43,9 +43,10 @@ import pandas as pd
 import seaborn as sns
 
 from battgen import plotting
-from battgen.book import put, put_many, setup_chapter, table
+from battgen.book import glue_key, put, put_many, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES, fetch
 from battgen.features import pulse_points
+from battgen.invariant import relaxation_differences, variance_shares
 from battgen.io import write_json, write_table
 
 ctx = setup_chapter("01_data_exploration", profile=profile, data_dir=data_dir, results_dir=results_dir)
@@ -60,7 +61,8 @@ batteries = df.drop_duplicates("battery_id")[["battery", "cathode", "cell", "bat
 # in the laboratory, LMO 10 Ah and NMC 21 Ah pouch cells retired from hybrid and battery electric
 # vehicles, and LFP 35 Ah prismatic (aluminium-shell) cells retired from hybrid vehicles, so three
 # cathode chemistries in three physical formats. Each battery's capacity was calibrated by a
-# full CC-CV charge and CC discharge (SOH = calibrated / nominal capacity); it was then brought to
+# full CC-CV charge and CC discharge (SOH = calibrated / nominal capacity, which can slightly
+# exceed 1 when a cell holds a little more than its nominal capacity); it was then brought to
 # 5 %, 10 %, ... SOC, and at each level the pulse sequence was injected. The paper uses the 5 s
 # pulses at 5-50 % SOC: one sample is one battery at one SOC level.
 
@@ -85,13 +87,17 @@ table(overview.reset_index(names="battery type").rename(columns={
       "The four battery types of PulseBat (5 s pulses, 5-50 % SOC)", formats={"nominal capacity (Ah)": "{:g}"})
 
 # %% [markdown]
-# NMC 2.1 Ah rows are fewer physical cells measured at several ageing checkpoints (the `cell`
-# column); any train/test split must keep one cell's checkpoints together.
+# The {glue:text}`n_batteries:d` tested batteries are {glue:text}`n_cells:d` physical cells: the
+# NMC 2.1 Ah rows are {glue:text}`n_cells_nmc2_1:d` laboratory-aged cells, each measured at several
+# ageing checkpoints (the `cell` column); any train/test split must keep one cell's checkpoints
+# together.
 
 # %% tags=["hide-input"]
 summary = {
     "n_samples": len(df),
     "n_batteries": int(df.battery_id.nunique()),
+    "n_cells": int(df.groupby("battery").cell.nunique().sum()),
+    "n_cells_nmc2_1": int(df.loc[df.battery == "NMC2.1", "cell"].nunique()),
     "n_types": int(df.battery.nunique()),
     "n_cathodes": int(df.cathode.nunique()),
     "n_soc_levels": int(df.soc.nunique()),
@@ -139,9 +145,9 @@ plotting.plot_pulse_sequence(
 # %% [markdown]
 # ## SOH per battery type
 #
-# One point per battery: SOH is a property of the battery, not of the sample. The laboratory-aged
-# NMC 2.1 Ah cells and the LMO 10 Ah cells spread widest; the LFP and NMC 21 Ah cells retired
-# from vehicles sit in a narrower band.
+# One point per battery: SOH is a property of the battery, not of the sample. The NMC 2.1 Ah cells
+# were aged in the laboratory, the three other types retired from vehicles. From the widest SOH
+# range to the narrowest: {glue:text}`soh_ranges_text:s`.
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7.0, 3.6))
@@ -152,6 +158,11 @@ sns.stripplot(data=batteries, x="soh", y="battery", order=order, color="0.15", s
               jitter=0.2, ax=ax)
 ax.set_yticks(range(len(order)), [plotting.label(k) for k in order])
 ax.set(xlabel="SOH (calibrated / nominal capacity)", ylabel="");
+
+# %% tags=["hide-input"]
+soh_range = batteries.groupby("battery").soh.agg(["min", "max"]).assign(span=lambda d: d["max"] - d["min"])
+put("soh_ranges_text", ", ".join(f"{plotting.label(b)} {r['min']:.2f}-{r['max']:.2f}"
+                                 for b, r in soh_range.sort_values("span", ascending=False).iterrows()))
 
 # %% [markdown]
 # ## How the features move with SOC
@@ -178,11 +189,22 @@ ax1.set_xticks(range(1, 22, 2));
 # %% [markdown]
 # ## How the features move with SOH
 #
-# The step at the start of a pulse is the ohmic response, so it grows with the battery's
-# internal resistance, which grows with ageing. Below, the step at the start of the +1.5 C pulse
-# (U18 - U17) against SOH, one colour per SOC level. For NMC 21 Ah the step clearly grows as SOH
-# falls; for the other types the relation is weaker and not even monotonic. And at any SOH the
-# SOC levels spread the feature about as much as the whole SOH range does.
+# The step at the start of a pulse is the ohmic response, so one expects it to grow with the
+# battery's internal resistance, which grows with ageing. Below, the step at the start of the
+# +1.5 C pulse (U18 - U17) against SOH, one colour per SOC level. The step
+# {glue:text}`step_dir_nmc21:s` for NMC 21 Ah (correlation with SOH per level between
+# {glue:text}`step_r_lo_nmc21:.2f` and {glue:text}`step_r_hi_nmc21:.2f`),
+# {glue:text}`step_dir_lmo10:s` for LMO 10 Ah ({glue:text}`step_r_lo_lmo10:.2f` to
+# {glue:text}`step_r_hi_lmo10:.2f`), {glue:text}`step_dir_lfp35:s` for LFP 35 Ah
+# ({glue:text}`step_r_lo_lfp35:.2f` to {glue:text}`step_r_hi_lfp35:.2f`) and
+# {glue:text}`step_dir_nmc2_1:s` for NMC 2.1 Ah ({glue:text}`step_r_lo_nmc2_1:.2f` to
+# {glue:text}`step_r_hi_nmc2_1:.2f`). Over all levels, SOC explains
+# {glue:text}`step_soc_nmc2_1:.0%` of the step's variance for NMC 2.1 Ah,
+# {glue:text}`step_soc_lmo10:.0%` for LMO 10 Ah, {glue:text}`step_soc_nmc21:.0%` for NMC 21 Ah and
+# {glue:text}`step_soc_lfp35:.0%` for LFP 35 Ah; SOH explains {glue:text}`step_soh_nmc2_1:.0%`,
+# {glue:text}`step_soh_lmo10:.0%`, {glue:text}`step_soh_nmc21:.0%` and
+# {glue:text}`step_soh_lfp35:.0%` (the decomposition of the next section). The ohmic step has to
+# be checked per design before it is read as a sign of ageing.
 
 # %% tags=["hide-input"]
 df["ohmic_1p5C"] = df["U18"] - df["U17"]
@@ -194,6 +216,18 @@ for ax, key in zip(grid.axes.flat, BATTERIES):
     ax.set_title(plotting.label(key))
 grid.set_axis_labels("SOH", "U18 - U17 (V)")
 grid.legend.set_title("SOC (%)");
+
+# %% tags=["hide-input"]
+step_shares = variance_shares(df, ["ohmic_1p5C"]).set_index("battery")
+step_r = df.groupby(["battery", "soc_pct"])[["ohmic_1p5C", "soh"]].corr().xs("soh", level=2)["ohmic_1p5C"].unstack()
+for b in BATTERIES:
+    r, k = step_r.loc[b], glue_key(b)
+    put(f"step_soc_{k}", step_shares.loc[b, "share_soc"])
+    put(f"step_soh_{k}", step_shares.loc[b, "share_soh"])
+    put(f"step_r_lo_{k}", r.min())
+    put(f"step_r_hi_{k}", r.max())
+    put(f"step_dir_{k}", "grows as SOH falls at every SOC level" if (r < 0).all() else
+        "shrinks as SOH falls at every SOC level" if (r > 0).all() else "changes direction between SOC levels")
 
 # %% [markdown]
 # ## Why SOC confounds SOH estimation
@@ -240,17 +274,34 @@ write_json(summary | {"median_share_soc": confounding["SOC (eta^2)"].to_dict(),
                       "median_share_soh": confounding["SOH (r^2)"].to_dict()}, ctx.out_dir / "summary.json")
 put("median_share_soc", shares["SOC (eta^2)"].median())
 put("median_share_soh", shares["SOH (r^2)"].median())
+put("min_share_soc", shares["SOC (eta^2)"].min())
+put("max_share_soh", shares["SOH (r^2)"].max())
+u1_by_soc = df[df.battery == "LMO10"].groupby("soc_pct").U1.mean()
+put("u1_rise_lmo10", u1_by_soc.iloc[-1] - u1_by_soc.iloc[0])
+diff_shares = variance_shares(pd.concat([df, relaxation_differences(df)], axis=1), list(relaxation_differences(df).columns))
+write_table(diff_shares, ctx.out_dir / "variance_shares_differences.csv")
+put("median_share_soc_diff", diff_shares["share_soc"].median())
+put("diff_soc_below_half", (diff_shares["share_soc"] < 0.5).mean())
 
 # %% [markdown]
-# For every battery type SOC explains most of the variance of almost every feature, SOH a small
-# part. A regressor trained on samples from some SOC levels and applied at another one would read
-# the SOC shift as a change in SOH. Measuring every retired battery at every SOC is what the
+# In every battery type SOC explains at least {glue:text}`min_share_soc:.0%` of each feature's
+# variance, SOH at most {glue:text}`max_share_soh:.0%`. A regressor trained on samples from some
+# SOC levels and applied at another one would read the SOC shift as a change in SOH. Measuring every retired battery at every SOC is what the
 # paper avoids: its generative model produces the pulse response at SOC levels that were not
 # measured (chapters 2-4).
 #
+# These are absolute voltages, which carry the open-circuit voltage: the mean U1 of LMO 10 Ah
+# rises by {glue:text}`u1_rise_lmo10:.2f` V from {glue:text}`soc_min_pct:d` to
+# {glue:text}`soc_max_pct:d` % SOC. A large SOC share of U1-U21 therefore does not show that the
+# pulse response itself is governed by SOC: in the differences $U_k - U_1$, where the rest voltage
+# cancels, SOC explains a median {glue:text}`median_share_soc_diff:.0%` of the variance, and less
+# than half of it in {glue:text}`diff_soc_below_half:.0%` of the feature x type pairs. Chapter 7
+# builds its SOC-invariant features on this.
+#
 # ## Summary
 #
-# - {glue:text}`n_samples:,d` samples: {glue:text}`n_batteries:d` batteries of
+# - {glue:text}`n_samples:,d` samples: {glue:text}`n_batteries:d` tested batteries
+#   ({glue:text}`n_cells:d` physical cells) of
 #   {glue:text}`n_types:d` types and {glue:text}`n_cathodes:d` cathode chemistries, each at
 #   {glue:text}`n_soc_levels:d` SOC levels from {glue:text}`soc_min_pct:d` to
 #   {glue:text}`soc_max_pct:d` %; SOH from {glue:text}`soh_min:.2f` to {glue:text}`soh_max:.2f`.
@@ -258,5 +309,7 @@ put("median_share_soh", shares["SOH (r^2)"].median())
 #   start and end of the 0.5 C and 1 C charge/discharge pulses with their rests and of the
 #   +1.5 C pulse with its rest.
 # - Over all types and features, the SOC level explains a median {glue:text}`median_share_soc:.0%`
-#   of a feature's variance and SOH {glue:text}`median_share_soh:.0%`: SOC must be accounted for,
-#   and data at unmeasured SOC levels are what the generative model has to supply.
+#   of a feature's variance (at least {glue:text}`min_share_soc:.0%`) and SOH
+#   {glue:text}`median_share_soh:.0%`: SOC must be accounted for, and data at unmeasured SOC levels
+#   are what the generative model has to supply. In the differences $U_k - U_1$, where the rest
+#   voltage cancels, SOC explains a median {glue:text}`median_share_soc_diff:.0%`.
