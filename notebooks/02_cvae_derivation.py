@@ -58,9 +58,10 @@ from IPython.display import Markdown, display
 
 from battgen import plotting
 from battgen.book import put, put_many, setup_chapter, source_block, table
+from battgen.config import TrainConfig
 from battgen.data import BATTERIES, FEATURES
-from battgen.diagnostics import (decoder_variance, feature_errors, latent_usage, reconstruct,
-                                 residual_spectrum)
+from battgen.diagnostics import (between_battery_spread_mv, decoder_variance, feature_errors, latent_usage,
+                                 reconstruct, residual_spectrum)
 from battgen.evaluation.generators import GeneratorSettings, fit_models
 from battgen.evaluation.split import paper_split
 from battgen.io import write_json, write_table
@@ -80,6 +81,9 @@ first = ctx.profile.seeds[0]
 rows = {b: (df[FEATURES].to_numpy(float), df[["soc", "soh"]].to_numpy(float)) for b, df in frames.items()}
 put_many({"epochs": train.epochs, "n_seeds": len(ctx.profile.seeds), "n_params": count_parameters(CVAE(config)),
           "batch_size": train.batch_size, "lr": train.lr, "case": CASE})
+paper_epochs = TrainConfig().epochs  # the defaults are the paper's settings
+put("epochs_phrase", f"{train.epochs} epochs, as in the paper" if train.epochs == paper_epochs
+    else f"{train.epochs} epochs (the paper trains for {paper_epochs})")
 print(f"profile {ctx.profile.name}: {train.epochs} epochs, seeds {list(ctx.profile.seeds)}, case {CASE} "
       f"(training SOC {', '.join(map(str, CASES[CASE]))} %), {len(fits)} generators")
 
@@ -189,7 +193,8 @@ log_q = (-0.5 * np.log(2 * np.pi * sigma**2) - (z - mu) ** 2 / (2 * sigma**2)).s
 log_p = (-0.5 * np.log(2 * np.pi) - z**2 / 2).sum(axis=1)  # (200000,)
 closed_form = 0.5 * np.sum(mu**2 + sigma**2 - np.log(sigma**2) - 1)
 print(f"Monte Carlo: {np.mean(log_q - log_p):.4f} nats; closed form: {closed_form:.4f} nats")
-#
+
+# %% [markdown]
 # ### The reparameterisation trick
 #
 # The reconstruction term is an expectation over $z \sim q_\phi$, whose parameters are being
@@ -311,9 +316,9 @@ display(Markdown(source_block(CVAE.decode)))
 # ## Training curves
 #
 # Each generator is trained on the rows of case {glue:text}`case:.0f` (all batteries of one type
-# at the measured SOC levels) for {glue:text}`epochs:.0f` epochs of mini-batches of
-# {glue:text}`batch_size:.0f` with Adam at a learning rate of {glue:text}`lr:g`, the paper's
-# settings. Below, the per-epoch means of the two terms of the loss, the reconstruction
+# at the measured SOC levels) for {glue:text}`epochs_phrase`, on mini-batches of
+# {glue:text}`batch_size:.0f` with Adam at a learning rate of {glue:text}`lr:g` (the paper's
+# settings). Below, the per-epoch means of the two terms of the loss, the reconstruction
 # $F \cdot \mathrm{MSE}$ and the KL divergence (log scale), one line per battery type (the band
 # spans the seeds when there are several).
 
@@ -335,16 +340,22 @@ axes[1].get_legend().remove();
 last = history[history.epoch == train.epochs].groupby("battery", sort=False)[["recon", "kl"]].agg(["min", "max"])
 put_many({"recon_final_min": last[("recon", "min")].min(), "recon_final_max": last[("recon", "max")].max(),
           "kl_final_max": last[("kl", "max")].max(), "kl_first_max": history[history.epoch == 1]["kl"].max()})
+ends = history.sort_values("epoch").groupby(["battery", "seed"])[["recon", "kl"]].agg(["first", "last"])
+recon_fall = ends[("recon", "first")] / ends[("recon", "last")]  # per fit: first-epoch over last-epoch mean
+put_many({"recon_fall_min": recon_fall.min(), "recon_fall_max": recon_fall.max(),
+          "kl_trend": "falls further" if (ends[("kl", "last")] < ends[("kl", "first")]).all()
+          else "does not fall in every fit"})
 print(f"after {train.epochs} epochs, over all {len(fits)} fits:")
 print(f"  reconstruction term F*MSE: {last[('recon', 'min')].min():.3f} to {last[('recon', 'max')].max():.3f}")
 print(f"  KL term below 1e-3 nats in every fit: {bool(last[('kl', 'max')].max() < 1e-3)}")
 
 # %% [markdown]
-# The reconstruction term falls by one to two orders of magnitude and ends between
-# {glue:text}`recon_final_min:.3f` and {glue:text}`recon_final_max:.3f` (a sum over 21 scaled
+# From the first to the last epoch the reconstruction term falls by a factor of
+# {glue:text}`recon_fall_min:.2f` to {glue:text}`recon_fall_max:.2f` (over the fits) and ends
+# between {glue:text}`recon_final_min:.3f` and {glue:text}`recon_final_max:.3f` (a sum over 21 scaled
 # features). The KL term is small from the start (at most {glue:text}`kl_first_max:.1e` nats,
-# averaged over the first epoch: the initial encoder outputs are close to the prior) and keeps
-# falling: after the last epoch it is at most
+# averaged over the first epoch: the initial encoder outputs are close to the prior) and
+# {glue:text}`kl_trend`: after the last epoch it is at most
 # {glue:text}`kl_final_max:.0e` nats in every fit. A KL divergence of practically zero means
 # that the encoder's posterior $q_\phi(z \mid x, c)$ is the prior $\mathcal{N}(0, I)$ for every
 # sample: the code $z$ carries no information about $x$.
@@ -368,34 +379,46 @@ table(usage.assign(battery=usage.battery.map(plotting.label)).rename(columns={
       formats={"KL per sample (nats)": "{:.1e}", "spread of posterior means": "{:.1e}", "posterior std": "{:.4f}"})
 
 # %% tags=["nbval-check-output", "hide-cell"]
-put_many({"active_units": usage["active_units"].sum(), "decoder_range_mv_max": usage["decoder_range_mv"].max(),
-          "sigma_mean_min": usage["sigma_mean"].min()})
+n_active = int(usage["active_units"].sum())
+put_many({"active_units": n_active, "decoder_range_mv_max": usage["decoder_range_mv"].max(),
+          "sigma_mean_min": usage["sigma_mean"].min(),
+          "active_units_text": "no latent unit is" if n_active == 0 else "1 latent unit is" if n_active == 1
+          else f"{n_active} latent units are"})
+# yardsticks in mV: how far the measured features move across the SOC levels (per type, the range over the
+# levels of each feature's mean over the batteries; the smallest over features and types), and how much
+# they differ between the batteries at one level (standard deviation, as in chapter 4)
+soc_means = {b: df.groupby(soc_percent(df))[FEATURES].mean() for b, df in frames.items()}  # (levels, 21) each
+soc_span = min((m.max() - m.min()).min() for m in soc_means.values())
+put_many({"soc_span_mv_min": 1000 * soc_span, "between_battery_mv": between_battery_spread_mv(frames.values())})
 print(f"active latent units over all {len(usage)} fits: {int(usage['active_units'].sum())}")
 print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {bool(usage['decoder_range_mv'].max() < 50)}")
 
 # %% [markdown]
-# In these fits {glue:text}`active_units:.0f` latent units are active, the posterior standard
+# In these fits {glue:text}`active_units_text` active, the posterior standard
 # deviation is at least {glue:text}`sigma_mean_min:.4f` (the prior's is 1), and sweeping a latent
 # coordinate over six prior standard deviations moves a decoded voltage by at most
-# {glue:text}`decoder_range_mv_max:.1f` mV, against pulse responses that span hundreds of mV
-# across SOC. This is posterior collapse: the decoder ignores $z$, and the generator is in
-# effect a deterministic function of the condition, $\hat{x} = f(\mathrm{SOC}, \mathrm{SOH})$.
+# {glue:text}`decoder_range_mv_max:.1f` mV. For scale, the mean of every measured feature over the
+# batteries of a type moves by at least {glue:text}`soc_span_mv_min:.0f` mV across the SOC levels,
+# and the measured features of different batteries at one SOC level differ by
+# {glue:text}`between_battery_mv:.0f` mV (standard deviation over the batteries of a type,
+# averaged over features, levels and types). This is posterior collapse: the decoder ignores
+# $z$, and the generator is in effect a deterministic function of the condition,
+# $\hat{x} = f(\mathrm{SOC}, \mathrm{SOH})$.
 # Decoding $z \sim \mathcal{N}(0, I)$ at a condition gives one voltage profile per
 # $(\mathrm{SOC}, \mathrm{SOH})$, with at most that much spread; the reconstruction below is, to
 # that precision, the same profile.
 #
-# **Why.** The loss weights explain it. By the argument above, the decoder assumes noise of
-# variance $s^2$ = {glue:text}`sigma2:.2f` on each scaled feature. A code is worth its KL cost
+# **Why.** The loss weights decide whether a code is worth using. By the argument above, the
+# decoder assumes noise of variance $s^2$ = {glue:text}`sigma2:.2f` on each scaled feature. A code is worth its KL cost
 # only if it explains variation that the condition does not. For a decoder linear in $z$ the
 # optimum is known in closed form {cite}`lucas2019dont`: a latent direction is used only where
 # the data's variance exceeds $s^2$, and otherwise its posterior is the prior (the toy below
 # shows it in one dimension). Here, what the condition leaves unexplained (the scaled features
 # minus the decoder's output at $z = 0$) has a covariance whose *total* variance (its trace) is
 # at most {glue:text}`resid_trace_max:.3f` and whose largest eigenvalue is at most
-# {glue:text}`resid_top_max:.3f`, both far below $s^2$. SOC and SOH already determine the pulse
-# response to within that residual, which is small against the noise the loss assumes, so the
-# ELBO's optimum is to ignore $z$. The collapse is not a training failure; it follows from the
-# paper's loss weights. A smaller $s^2$ (more weight on the reconstruction) would let the code
+# {glue:text}`resid_top_max:.3f`; that eigenvalue exceeds $s^2$ in
+# {glue:text}`resid_above_fits:.0f` of the {glue:text}`n_fits:.0f` fits. {glue:text}`collapse_verdict`
+# A smaller $s^2$ (more weight on the reconstruction) would let the code
 # carry the battery-to-battery variation that SOC and SOH do not explain.
 
 # %% tags=["nbval-check-output", "hide-cell"]
@@ -403,7 +426,30 @@ spectra = {(b, seed): residual_spectrum(fit, *rows[b]) for (b, seed), fit in fit
 resid = pd.DataFrame([{"battery": b, "seed": seed, "top_eigenvalue": ev[0], "trace": ev.sum()}
                       for (b, seed), ev in spectra.items()])
 write_table(resid, ctx.out_dir / "residual_spectrum.csv")
-put_many({"resid_top_max": resid["top_eigenvalue"].max(), "resid_trace_max": resid["trace"].max()})
+put_many({"resid_top_max": resid["top_eigenvalue"].max(), "resid_trace_max": resid["trace"].max(),
+          "resid_top_min": resid["top_eigenvalue"].min(), "n_fits": len(resid)})
+n_above = int((resid["top_eigenvalue"] > s2).sum())  # fits where the linear theory says a code pays
+put("resid_above_fits", n_above)
+if n_above == 0:
+    verdict = ("SOC and SOH already determine the pulse response to within a residual that is small against "
+               "the noise the loss assumes, so the ELBO's optimum is to ignore the code. The collapse is not a "
+               "training failure; it follows from the paper's loss weights.")
+    summary = "the collapse is what the ELBO asks for"
+elif n_active == 0:
+    verdict = ("Where the residual exceeds the noise the loss assumes, the ELBO's optimum (for a decoder linear "
+               "in the code) uses a latent direction, yet no unit is active: those fits have not reached that "
+               "optimum, and their collapse does not follow from the loss weights alone.")
+    summary = "in those fits the collapse is not what the ELBO asks for: they have not reached its optimum"
+else:
+    verdict = ("Where the residual exceeds the noise the loss assumes, the ELBO's optimum (for a decoder linear "
+               "in the code) uses a latent direction, and some latent units are active.")
+    summary = "in those fits the ELBO's optimum uses the code"
+put_many({"collapse_verdict": verdict, "collapse_summary": summary})
+n_above_001 = int((resid["top_eigenvalue"] > 0.01).sum())  # exercise ex-02-weights: s^2 = 0.01
+put_many({"resid_above_001": n_above_001,
+          "ex_weights_answer": "no: by the toy's criterion every fit would use a latent direction" if n_above_001 == len(resid)
+          else "yes: by the toy's criterion no fit would use a latent direction" if n_above_001 == 0
+          else "only for some fits: by the toy's criterion the others would use a latent direction"})
 print(f"decoder variance s^2 = {s2:.2f}; residual variance below it in every fit: {bool(resid['trace'].max() < s2)}")
 
 # %% [markdown]
@@ -472,13 +518,16 @@ ax0.legend(fontsize=8);
 
 # %% tags=["hide-cell"]
 put("toy_ratio_max", resid["top_eigenvalue"].max() / s2)
+put("toy_region", "inside the collapsed region" if resid["top_eigenvalue"].max() < s2
+    else "past the threshold, where the toy uses its code")
 
 # %% [markdown]
 # Left of $v / s^2 = 1$ both the decoder weight and the KL term are exactly zero; right of it the
-# code is used, more as the data vary more. The shaded band is where the paper's fits live: the
+# code is used, more as the data vary more. The shaded band is where this chapter's fits lie: the
 # largest variance that SOC and SOH leave unexplained is at most
-# {glue:text}`toy_ratio_max:.3f` times $s^2$, deep in the collapsed region. Giving the
-# reconstruction more weight shrinks $s^2$ and moves the threshold left.
+# {glue:text}`toy_ratio_max:.3f` times $s^2$, {glue:text}`toy_region`. Giving the
+# reconstruction more weight shrinks $s^2$: the same residual variance then sits further right
+# on this axis, so the band widens to the right while the threshold stays at 1.
 #
 # :::{exercise}
 # :label: ex-02-toy
@@ -511,8 +560,11 @@ put("toy_ratio_max", resid["top_eigenvalue"].max() / s2)
 #
 # $s^2 = w_\text{KL} / (2 w_\text{recon})$, so any pair with $w_\text{recon} = 50\, w_\text{KL}$, for
 # example $w_\text{recon} = 25$ and $w_\text{KL} = 0.5$. The largest residual eigenvalue of these fits
-# is {glue:text}`resid_top_max:.3f`: where it exceeds 0.01 the toy predicts that a latent direction
-# becomes active (chapter 6 trains such an improved generator).
+# lies between {glue:text}`resid_top_min:.3f` and {glue:text}`resid_top_max:.3f` and exceeds 0.01 in
+# {glue:text}`resid_above_001:.0f` of the {glue:text}`n_fits:.0f` fits, so the answer is
+# {glue:text}`ex_weights_answer`. This judges the new weights by the residuals of the old fits;
+# retraining changes the decoder and with it the residual (chapter 6 trains such an improved
+# generator).
 # :::
 
 # %% [markdown]
@@ -549,9 +601,11 @@ axes[0].legend(fontsize=8);
 parity = pd.DataFrame(parity)
 write_table(parity, ctx.out_dir / "u1_parity.csv")
 put_many({f"u1_mape_{level}": mape for level, mape in parity.groupby("soc_pct")["mape"].mean().items()})
-lfp = parity[parity.battery == "LFP35"]
-put_many({"u1_mae_mv_max": parity["mae_mv"].max(), "lfp_u1_std_measured": lfp["measured_std_mv"].mean(),
-          "lfp_u1_std_rebuilt": lfp["reconstructed_std_mv"].mean()})
+spreads = parity.groupby("battery", sort=False)[["measured_std_mv", "reconstructed_std_mv"]].mean()  # mean of the two levels
+extreme = (spreads["reconstructed_std_mv"] / spreads["measured_std_mv"]).idxmin()  # least of the spread reproduced
+put_many({"u1_mae_mv_max": parity["mae_mv"].max(), "extreme_u1_battery": plotting.label(extreme),
+          "extreme_u1_std_measured": spreads.loc[extreme, "measured_std_mv"],
+          "extreme_u1_std_rebuilt": spreads.loc[extreme, "reconstructed_std_mv"]})
 print(parity.assign(battery=parity.battery.map(plotting.label)).round(1).to_string(index=False))
 
 # %% tags=["hide-input"]
@@ -567,9 +621,10 @@ table(parity.assign(battery=parity.battery.map(plotting.label)).rename(columns={
 # gives the spread of the measured and the reconstructed U1 over the batteries, in mV). Because
 # the latent code is ignored, the reconstruction is a function of SOC and SOH only: whatever
 # makes U1 differ between batteries beyond their SOH cannot be reproduced, and points leave the
-# diagonal along horizontal bands. The LFP 35 Ah panel is the extreme case: its measured U1
-# spreads by {glue:text}`lfp_u1_std_measured:.2f` mV (standard deviation over the batteries, mean
-# of the two levels), the reconstruction by {glue:text}`lfp_u1_std_rebuilt:.2f` mV.
+# diagonal along horizontal bands. The {glue:text}`extreme_u1_battery` panel is the extreme case
+# (the smallest ratio of the two spreads): its measured U1 spreads by
+# {glue:text}`extreme_u1_std_measured:.2f` mV (standard deviation over the batteries, mean of the
+# two levels), the reconstruction by {glue:text}`extreme_u1_std_rebuilt:.2f` mV.
 #
 # ## Reconstruction error of U1-U21 at every measured level
 #
@@ -601,6 +656,9 @@ worst_levels = {b: int(level_means[b].idxmax()) for b in BATTERIES}
 put_many({"recon_mape_mean": errors["mape"].mean(), "recon_mape_worst": worst["mape"], "recon_worst_soc": worst["soc_pct"],
           "recon_worst_battery": plotting.label(worst["battery"]),
           "recon_worst_levels": ", ".join(f"{plotting.label(b)} at {s} %" for b, s in worst_levels.items())})
+lowest = min(CASES[CASE])
+put_many({"lowest_level": lowest, "n_batteries": len(BATTERIES),
+          "worst_lowest_n": sum(s == lowest for s in worst_levels.values())})
 write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(ctx.profile.seeds), "case": CASE,
             "decoder_variance": s2,
             "latent_usage": usage.to_dict(orient="records"), "residual": resid.to_dict(orient="records"),
@@ -614,9 +672,11 @@ print(by_battery.rename(index=plotting.label).round(2).to_string())
 # {glue:text}`recon_mape_mean:.2f` % on average; the worst cell, {glue:text}`recon_mape_worst:.2f` %,
 # is at {glue:text}`recon_worst_soc:.0f` % SOC for {glue:text}`recon_worst_battery` (each panel
 # has its own colour scale). Averaged over the features, the worst measured level is:
-# {glue:text}`recon_worst_levels`. A plausible reason when it is the lowest level: the
-# pulse response changes fastest with SOC at low SOC (chapter 1), and one smooth function of the
-# condition has to fit the steep end and the flat middle at once.
+# {glue:text}`recon_worst_levels`. It is the lowest measured level, {glue:text}`lowest_level:.0f` %,
+# for {glue:text}`worst_lowest_n:.0f` of the {glue:text}`n_batteries:.0f` battery types. A
+# plausible reason for those: the pulse response changes fastest with SOC at low SOC
+# (chapter 1), and one smooth function of the condition has to fit the steep end and the flat
+# middle at once.
 #
 # ## Summary
 #
@@ -625,16 +685,17 @@ print(by_battery.rename(index=plotting.label).round(2).to_string())
 #   the log-likelihood needs, and the equal weights set the decoder's noise variance to
 #   $s^2$ = {glue:text}`sigma2:.2f` in scaled units, a standard deviation of
 #   {glue:text}`sigma_pct:.0f` % of each feature's range.
-# - Trained with the paper's settings ({glue:text}`epochs:.0f` epochs), the reconstruction term
+# - Trained for {glue:text}`epochs_phrase`, the reconstruction term
 #   ends between {glue:text}`recon_final_min:.3f` and {glue:text}`recon_final_max:.3f` and the
-#   KL term at most {glue:text}`kl_final_max:.0e` nats: the latent space collapses. No latent
-#   unit is active ({glue:text}`active_units:.0f` over all fits), and moving $z$ over six prior
+#   KL term at most {glue:text}`kl_final_max:.0e` nats: the latent space collapses. Over all fits
+#   {glue:text}`active_units_text` active, and moving $z$ over six prior
 #   standard deviations moves a decoded voltage by at most
 #   {glue:text}`decoder_range_mv_max:.1f` mV. The generator is effectively deterministic given
 #   $(\mathrm{SOC}, \mathrm{SOH})$; sampling $z$ adds no diversity.
-# - The collapse is what the ELBO asks for: the variance that SOC and SOH leave unexplained
-#   (at most {glue:text}`resid_trace_max:.3f` in total) is far below the assumed noise
-#   variance.
+# - Whether the collapse is what the ELBO asks for depends on the variance that SOC and SOH leave
+#   unexplained (at most {glue:text}`resid_trace_max:.3f` in total): its largest eigenvalue exceeds
+#   the assumed noise variance $s^2$ in {glue:text}`resid_above_fits:.0f` of the
+#   {glue:text}`n_fits:.0f` fits, so {glue:text}`collapse_summary`.
 # - U1 is reconstructed to within {glue:text}`u1_mape_35:.2f` % at 35 % SOC and
 #   {glue:text}`u1_mape_50:.2f` % at 50 % SOC, and U1-U21 to {glue:text}`recon_mape_mean:.2f` %
 #   on average over the measured levels (means over the battery types).

@@ -241,7 +241,8 @@ display(Markdown(source_block(UnitCrossAttention.forward)))
 # (random inputs), and on the trained encoder and decoder layers of every battery type (case 0,
 # first seed) fed with the real hidden units and condition embeddings of every row. The table
 # gives the largest absolute differences of the outputs and of the attention maps, and of the
-# textbook logits against $C_j (a h_i + c)$ once each row's constant is removed. (The unit tests
+# textbook logits against $C_j (a h_i + c)$ once each row's constant is removed; its last column,
+# the largest absolute output, gives the scale they compare with. (The unit tests
 # also check the gradients, with `torch.autograd.gradcheck`.)
 
 # %% tags=["hide-input"]
@@ -256,8 +257,9 @@ for b, fit in fit0.items():  # each trained layer fed with what it reads for eve
         checks.append({"layer": f"{plotting.label(b)} {half}", **attention_agreement(attn, h, C)})
 checks = pd.DataFrame(checks)
 write_table(checks, ctx.out_dir / "forward_vs_naive.csv")
-table(checks, "Largest absolute differences between forward and forward_naive",
-      formats={k: "{:.1e}" for k in ("output", "attention", "logits", "output_scale")})
+table(checks.rename(columns={"output_scale": "largest |output| (scale)"}),
+      "Largest absolute differences between forward and forward_naive",
+      formats={k: "{:.1e}" for k in ("output", "attention", "logits", "largest |output| (scale)")})
 
 # %% tags=["nbval-check-output", "hide-cell"]
 worst = checks[["output", "attention", "logits"]].max()
@@ -350,20 +352,40 @@ for row, half in enumerate(("encoder", "decoder")):
         ax.set(xlabel="embedding unit j" if row == 1 else "", ylabel=f"{half}\nhidden unit i" if col == 0 else "")
     fig.colorbar(im, ax=axes[row, :], shrink=0.9, label=f"{half}: 64 att - 1");
 
+# %% tags=["hide-cell"]
+slope_spread = {}
+for half, (attn, h, C) in attention_inputs(fit0[MAP_BATTERY], *rows[MAP_BATTERY]).items():
+    k = attention_scalars(attn).iloc[0]
+    slopes = (k["a"] * h + k["c"]).numpy()  # s_i = a h_i + c of every data row, (n, 64)
+    rms = np.sqrt((slopes**2).mean())
+    slope_spread[half] = {"units": np.mean(slopes.std(axis=1) / np.sqrt((slopes**2).mean(axis=1))),  # per data row
+                          "rows": slopes.std(axis=0).mean() / rms}  # per hidden unit
+for half, sp in slope_spread.items():
+    # under a 10 % spread across the units the rows of the map look alike: vertical stripes
+    put_many({f"{half}_slope_units": sp["units"], f"{half}_slope_rows": sp["rows"],
+              f"{half}_pattern": "a set of vertical stripes" if sp["units"] < 0.1 else "a plaid"})
+
 # %% [markdown]
 # To first order in $s_i$, $64\,\mathrm{att}_{ij} - 1 \approx s_i (C_j - \bar{C})$: the map is
 # close to the outer product of a row profile (the slopes $s_i$, set by the hidden units) and a
-# column profile (the embedding values around their mean, set by the condition). In the encoder
-# both vary, and the map is a plaid; in the decoder the hidden units are computed from a $z$
-# that carries no information (chapter 2), the slopes barely differ between rows, and the map
-# is a set of vertical stripes. Columns of embedding units that the ReLU switches off
-# ($C_j = 0$) share one colour. Moving the condition changes $C$, and so the column pattern and
-# its contrast.
+# column profile (the embedding values around their mean, set by the condition). The rows of
+# the map differ only as much as the slopes differ across the hidden units: in the
+# {glue:text}`map_battery` generator by {glue:text}`encoder_slope_units:.1%` in the
+# encoder, whose map is {glue:text}`encoder_pattern`, and by {glue:text}`decoder_slope_units:.1%`
+# in the decoder, whose map is {glue:text}`decoder_pattern` (standard deviation over the units
+# relative to their root mean square, averaged over the data rows). The decoder's hidden units
+# are computed from $z$ alone, at a posterior mean that carries no information (chapter 2), so
+# its slopes are also the same for every data row (they vary between rows by
+# {glue:text}`decoder_slope_rows:.0e` of their root mean square, the encoder's by
+# {glue:text}`encoder_slope_rows:.0%`): its row profile is fixed. Columns of embedding units
+# that the ReLU switches off ($C_j = 0$) share one colour. Moving the condition changes $C$, and
+# so the column pattern and its contrast.
 #
 # For every battery type, the table summarises the maps of all rows (case 0, first seed): the
 # mean row entropy relative to the uniform's $\log 64$, the mean largest weight times 64 (1 is
-# uniform), the share of the departure from uniform carried by its first singular value (1:
-# an exact outer product), and how much the map moves (mean $|64\, \Delta\mathrm{att}|$) when
+# uniform), the mean departure from uniform $|64\, \mathrm{att}_{ij} - 1|$ (0 is uniform), the
+# share of that departure carried by its first singular value (1: an exact outer product), and
+# how much the map moves (mean $|64\, \Delta\mathrm{att}|$) when
 # SOC goes from 5 to 50 % at the median SOH, and when SOH goes from the lowest to the highest
 # at 25 % SOC.
 
@@ -377,18 +399,22 @@ for b, fit in fit0.items():
 stats = pd.DataFrame(stats)
 write_table(stats, ctx.out_dir / "attention_stats.csv")
 dec = stats[stats.layer == "decoder"]
-put_many({"entropy_ratio_min": stats["entropy_ratio"].min(), "max_weight_max": stats["max_weight_x_tk"].max(),
-          "rank1_min": stats["rank1_share"].min(), "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
-table(stats, "Summary of the attention maps of every row (case 0, first seed)", digits=4)
+put_many({"entropy_gap": (1 - stats["entropy_ratio"]).abs().max(), "max_weight_max": stats["max_weight_x_tk"].max(),
+          "rank1_gap": 1 - stats["rank1_share"].min(), "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
+table(stats.rename(columns={"entropy_ratio": "entropy / log 64", "max_weight_x_tk": "largest weight x 64",
+                            "deviation": "mean |64 att - 1|", "rank1_share": "rank-one share",
+                            "change_soc": "moves, SOC 5 to 50 %", "change_soh": "moves, SOH low to high"}),
+      "Summary of the attention maps of every row (case 0, first seed)", digits=4)
 
 # %% tags=["nbval-check-output", "hide-cell"]
 print(f"every map within 1 % of the uniform entropy: {bool(stats['entropy_ratio'].min() > 0.99)}")
 print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['rank1_share'].min() > 0.95)}")
 
 # %% [markdown]
-# Every map keeps at least {glue:text}`entropy_ratio_min:.1%` of the uniform entropy, no row's
-# largest weight exceeds {glue:text}`max_weight_max:.2f` times the uniform $1/64$, and at least
-# {glue:text}`rank1_min:.3%` of each departure from uniform is one outer product. In the decoder
+# In every layer the mean row entropy is within {glue:text}`entropy_gap:.1e` (relative) of the
+# uniform $\log 64$, a row's largest weight is on average at most
+# {glue:text}`max_weight_max:.2f` times the uniform $1/64$, and the share of each departure from
+# uniform carried by one outer product is within {glue:text}`rank1_gap:.1e` of 1. In the decoder
 # the map moves more from 5 to 50 % SOC than from the lowest to the highest SOH for
 # {glue:text}`n_soc_dominates:.0f` of the {glue:text}`n_batteries:.0f` battery types. Reading the maps as hidden units that
 # each attend to particular condition units would over-interpret them: the trained attention is
@@ -456,6 +482,18 @@ put_many({"concat_kl_max": final_kl["concat"].max(), "n_fits": len(final_kl["con
 put_many({f"ablation_{name}_{kind[:6]}": value for (name, kind), value in cells.groupby(["conditioning", "kind"])["mape"].mean().items()})
 put_many({f"ablation_concat_better_{kind[:6]}": n for kind, n in concat_better.groupby("kind").sum().items()})
 put_many({f"ablation_cells_{kind[:6]}": n for kind, n in concat_better.groupby("kind").size().items()})
+by_kind = cells.groupby(["kind", "conditioning"])["mape"].mean().unstack()  # (kind, conditioning)
+gaps = (by_kind["attention"] - by_kind["concat"]).abs()  # points of MAPE, per kind
+put_many({f"ablation_winner_{kind[:6]}": "concatenation" if row["concat"] < row["attention"] else "attention"
+          for kind, row in by_kind.iterrows()})
+put_many({f"ablation_gap_{kind[:6]}": gap for kind, gap in gaps.items()})
+put("ablation_gap_kind", gaps.idxmax())
+n_concat, n_attention = ((final_kl[name] > ACTIVE_KL).sum() for name in ("concat", "attention"))
+put("concat_collapse", "collapses as well" if n_concat == 0
+    else "does not collapse in any fit" if n_concat == len(final_kl["concat"]) else "does not always collapse")
+put("concat_active_note", "A plausible reason: the condition reaches the layers that make the posterior mean and "
+    "the output directly, not only through a near-uniform average." if n_concat > n_attention
+    else "Concatenation does not make the code more used than attention.")
 write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(ctx.profile.seeds),
             "forward_vs_naive": worst.to_dict(), "logit_spread_max": float(scalars["logit_spread"].max()),
             "mean_phase2_mape": means.to_dict(), "concat_better_cells": int(concat_better.sum()),
@@ -473,13 +511,14 @@ write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(c
 # {glue:text}`ablation_attention_extrap:.2f` % against {glue:text}`ablation_concat_extrap:.2f` % in
 # extrapolation ({glue:text}`ablation_concat_better_extrap:.0f` of {glue:text}`ablation_cells_extrap:.0f`). The concatenating model
 # has {glue:text}`n_params_concat:,.0f` parameters against {glue:text}`n_params_attention:,.0f`.
-# Its latent space does not always collapse: {glue:text}`concat_active_fits:.0f` of its
+# Its latent space {glue:text}`concat_collapse`: {glue:text}`concat_active_fits:.0f` of its
 # {glue:text}`n_fits:.0f` fits end with a KL term above {glue:text}`active_kl:.2f` nats (largest
 # {glue:text}`concat_kl_max:.2f`), against {glue:text}`attention_active_fits:.0f` of the
-# attention fits (presumably because the condition reaches the layers that make $z_\mu$ and the
-# output directly, not only through a near-uniform average). So the attention is
-# not what makes interpolation work; where the two differ most is extrapolation, outside the
-# SOC range that either model was trained on.
+# attention fits. {glue:text}`concat_active_note` By the mean MAPE over the cells of each kind,
+# {glue:text}`ablation_winner_interp` is better in interpolation (by
+# {glue:text}`ablation_gap_interp:.2f` points) and {glue:text}`ablation_winner_extrap` in
+# extrapolation (by {glue:text}`ablation_gap_extrap:.2f` points): the two differ most in
+# {glue:text}`ablation_gap_kind`.
 #
 # ## Summary
 #
@@ -490,10 +529,11 @@ write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(c
 #   textbook `forward_naive` to {glue:text}`check_output_max:.0e` on fresh and trained layers.
 # - Each hidden unit reads a soft mean/maximum/minimum of the condition embedding's values; the
 #   hidden unit only sets the temperature. In the trained generators the logits spread by at
-#   most {glue:text}`logit_spread_max:.2f`, so the 64 x 64 maps are within
-#   {glue:text}`max_weight_max:.2f` times uniform, and their departure from uniform is an outer
-#   product (rank one to at least {glue:text}`rank1_min:.3%`): a plaid in the encoder, vertical
-#   stripes in the decoder, whose column pattern moves with the condition.
+#   most {glue:text}`logit_spread_max:.2f`, so the 64 x 64 maps are close to uniform (a row's
+#   largest weight is on average at most {glue:text}`max_weight_max:.2f` times $1/64$), and their departure from uniform is an outer
+#   product (its rank-one share within {glue:text}`rank1_gap:.1e` of 1): in the
+#   {glue:text}`map_battery` generator {glue:text}`encoder_pattern` in the encoder and
+#   {glue:text}`decoder_pattern` in the decoder, whose column pattern moves with the condition.
 # - Replacing the attention by concatenation gives a mean Phase-2 MAPE of
 #   {glue:text}`ablation_concat_mean:.2f` % against {glue:text}`ablation_attention_mean:.2f` % over
 #   the {glue:text}`ablation_cells:.0f` battery x case cells, better in
