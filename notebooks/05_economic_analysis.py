@@ -52,6 +52,8 @@ progress = False
 # finely the retirement-scale axis is sampled. The eight cases come from `battgen.experiments`.
 
 # %% tags=["hide-input"]
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -63,6 +65,7 @@ from battgen.book import put, setup_chapter, table
 from battgen.data import BATTERIES, fetch
 from battgen.experiments import CASES
 from battgen.io import write_json, write_table
+from battgen.workstep import COMPLETED, read_workstep
 
 ctx = setup_chapter("05_economic_analysis", profile=profile, data_dir=data_dir, results_dir=results_dir)
 LMO_FILE = "workstep/LMO_C_10_B_2_SOC_5-55_Part_1-1_ID_PIP15827A00221240.xlsx"
@@ -130,16 +133,22 @@ axes[1].set(xlabel="SOC level (%)", ylabel="tester time per level (min)", title=
 axes[1].legend(fontsize=8);
 
 # %% [markdown]
-# The conditioning charge dominates the energy: it moves 5 % of the nominal capacity into the
-# battery, while the charge-neutral pulses move almost as much out as in. Both batteries move
-# {glue:text}`ah_per_ah:.4f` Ah of charge per Ah of nominal capacity per level, as the protocol
-# dictates, at a mean voltage of {glue:text}`v_lmo:.2f` V (LMO) and {glue:text}`v_nmc:.2f` V
+# The conditioning charge dominates the energy: it raises the state of charge by 5 % of the
+# nominal capacity, while the charge-neutral pulses move almost as much out as in. The levels the
+# tester did not cut short move, on average, {glue:text}`ah_per_ah:.4f` Ah of charge into the
+# battery per Ah of nominal capacity per level. That is gross: the 5 % conditioning charge plus
+# the charging halves of the pulses, which the discharging halves take back out
+# ({glue:text}`pulse_out_ah_per_ah:.4f` Ah/Ah), so the net charge is
+# {glue:text}`net_ah_per_ah:.4f` Ah/Ah, the 5 % SOC step the protocol dictates. The charge goes in
+# at a mean voltage of {glue:text}`v_lmo:.2f` V (LMO) and {glue:text}`v_nmc:.2f` V
 # (NMC), so the energy into the battery is {glue:text}`wh_lmo:.3f` Wh/Ah (LMO) and
 # {glue:text}`wh_nmc:.3f` Wh/Ah (NMC) per level; {glue:text}`cond_share:.0f` % of it is the
 # conditioning charge. At {glue:text}`truncated_levels` SOC the aged LMO battery (calibrated at
-# {glue:text}`lmo_soh:.2f` of its nominal capacity) reaches the 4.3 V protection limit during the
-# largest charge pulses and the tester cuts {glue:text}`lmo_truncated:.0f` pulse steps short;
-# these levels are kept as measured. One level occupies a tester channel for
+# {glue:text}`lmo_soh:.2f` of its nominal capacity) reaches the tester's voltage protection during
+# {glue:text}`cut_kind` pulses of {glue:text}`cut_c_min:.1f` C and above: the tester cuts
+# {glue:text}`lmo_truncated_steps` short, each ending between {glue:text}`cut_v_lo:.2f` and
+# {glue:text}`cut_v_hi:.2f` V (the workstep file's end voltages); these levels are kept as
+# measured. One level occupies a tester channel for
 # {glue:text}`level_min:.1f` minutes, of which only {glue:text}`level_min_5s:.1f` minutes would
 # remain if only the 5 s pulses that the paper's features use were applied.
 #
@@ -173,7 +182,9 @@ table(design_table, "Cost of one SOC level per battery design (defaults)", digit
 # public figure (`sourced`) or a labelled `assumption`, and `low`/`high` are the ranges of the
 # sensitivity chart below. The number of batteries retired in 2030 follows from the retired
 # capacity, the mean capacity and the nominal voltage: {glue:text}`n_2030_bn:.2f` billion
-# batteries (cells or modules, the unit a tester measures).
+# batteries, each counted as a single cell of {glue:text}`mean_cap_ah:.0f` Ah at
+# {glue:text}`v_nom:.1f` V (a battery tested as a module of several cells holds more energy, and
+# the count would be smaller).
 
 # %% tags=["hide-input"]
 param_table = params.table()
@@ -186,18 +197,37 @@ ah_per_ah = float(measured["charge_ah_per_ah"][measured["n_truncated"] == 0].mea
 put("ah_per_ah", ah_per_ah)
 put("level_charge_pct", 100 * ah_per_ah)
 put("protocol_charges", len(ec.SOC_LEVELS) * ah_per_ah)
+whole = measured[measured["n_truncated"] == 0]
+net_ah_per_ah = float(((whole["charge_ah"] - whole["discharge_ah"]) / whole["nominal_ah"]).mean())
+put("net_ah_per_ah", net_ah_per_ah)
+put("pulse_out_ah_per_ah", float((whole["discharge_ah"] / whole["nominal_ah"]).mean()))
+put("level_net_pct", 100 * net_ah_per_ah)
+put("protocol_net_charges", len(ec.SOC_LEVELS) * net_ah_per_ah)
 put("v_lmo", float(lmo["mean_charge_v"].mean()))
 put("v_nmc", float(nmc["mean_charge_v"].mean()))
 put("wh_lmo", float(lmo["energy_in_wh_per_ah"].mean()))
 put("wh_nmc", float(nmc["energy_in_wh_per_ah"].mean()))
 put("wh_pooled", level.to_dict()["energy_in_wh_per_ah"])
+for key, tab in (("lmo", lmo), ("nmc", nmc)):
+    put(f"{key}_wh_min", float(tab["energy_in_wh_per_ah"].min()))
+    put(f"{key}_wh_max", float(tab["energy_in_wh_per_ah"].max()))
 put("cond_share", float(100 * measured["conditioning_wh"].sum() / measured["energy_in_wh"].sum()))
 put("lmo_truncated", float(lmo["n_truncated"].sum()))
+n_cut = int(lmo["n_truncated"].sum())
+put("lmo_truncated_steps", f"{n_cut} pulse step{'' if n_cut == 1 else 's'}")
+lmo_steps = read_workstep(fetch(LMO_FILE, data_dir))  # the steps the tester cut short, with their end voltage
+cut = lmo_steps[lmo_steps["loop"].isin(lmo.loc[lmo["n_truncated"] > 0, "level"]) & (lmo_steps["result"] != COMPLETED)]
+assert len(cut) == n_cut, (len(cut), n_cut)
+put("cut_kind", " and ".join(sorted(cut["kind"].unique())))
+put("cut_c_min", float((cut["i_end_a"].abs() / lmo["nominal_ah"].iloc[0]).min()))
+put("cut_v_lo", float(cut["u_end_v"].min()))
+put("cut_v_hi", float(cut["u_end_v"].max()))
 put("truncated_levels", " and ".join(f"{s} %" for s in lmo.loc[lmo["n_truncated"] > 0, "soc_pct"]))
 put("lmo_soh", float(ec.calibrated_capacity(fetch(LMO_FILE, data_dir)) / ec.Q_(lmo["nominal_ah"].iloc[0], "Ah")))
 put("level_min", 60 * level.to_dict()["tester_time_h"])
 put("level_min_5s", 60 * level_5s.to_dict()["tester_time_h"])
 put("n_2030_bn", params.n_batteries_2030 / 1e9)
+put("v_nom", float(params.nominal_voltage.to("V").magnitude))
 put("grid_wh_level", float(per_level["grid_energy"].to("Wh").magnitude))
 put("cents_level", float(per_level["cost"].to("USD").magnitude) * 100)
 put("standby_share", float(100 * per_level["standby"] / per_level["grid_energy"]))
@@ -218,8 +248,11 @@ put("retired_gwh", float(params.retired_energy_2030.to("GWh").magnitude))
 #
 # The savings are linear in the number of retired batteries; as in the paper's Fig. 3e the
 # retirement scale is logarithmic and the savings are not, so the lines fan out by the number of
-# levels each case saves. Cases that save the same number of levels coincide (cases 2, 4 and 6
-# save six, cases 3 and 5 save seven). The dots mark the default 2030 retirement
+# levels each case saves. Cases that save the same number of levels coincide
+# ({glue:text}`coinciding_cases`), because the model charges every level the same pooled cost,
+# whatever its SOC; the measured energy into the battery does vary across the levels, from
+# {glue:text}`lmo_wh_min:.3f` to {glue:text}`lmo_wh_max:.3f` Wh/Ah (LMO) and from
+# {glue:text}`nmc_wh_min:.3f` to {glue:text}`nmc_wh_max:.3f` Wh/Ah (NMC). The dots mark the default 2030 retirement
 # ({glue:text}`n_2030_bn:.2f` billion batteries); the dashed horizontal lines are the paper's 2030
 # figures, which the defaults reach only with {glue:text}`f_usd:.0f` times (USD) and
 # {glue:text}`f_co2:.0f` times (CO2) more batteries, even in the case that saves most levels.
@@ -227,6 +260,15 @@ put("retired_gwh", float(params.retired_energy_2030.to("GWh").magnitude))
 # %% tags=["hide-input"]
 scales = np.logspace(6, 12, ctx.profile.grid_points)
 curve = ec.savings_curve(cases, scales, params, level)
+
+
+def and_list(items):
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+same = [(k, list(g["case"])) for k, g in case_info.groupby("n_saved") if len(g) > 1]
+put("coinciding_cases", "; ".join(f"cases {and_list(cs)} save {k} levels" for k, cs in same) or "none do")
 write_table(curve, ctx.out_dir / "savings_curve.csv")
 fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True)
 panels = (("energy_kwh", "grid energy saved (TWh)", None, 1e9),
@@ -318,14 +360,17 @@ ax.legend(fontsize=8, loc="upper left");
 # ({glue:text}`ci:.3f` kg/kWh) that needs a price of {glue:text}`price_for_ci:.3f` USD/kWh; at the
 # default price ({glue:text}`price:.3f` USD/kWh) a carbon intensity of {glue:text}`ci_for_price:.2f`
 # kg/kWh, {glue:text}`ci_factor:.1f` times the world average. China's 2023 grid ({glue:text}`ci_china:.3f` kg/kWh) needs
-# {glue:text}`price_china:.3f` USD/kWh, close to the average business price in Asia
-# ({glue:text}`price_asia:.3f` USD/kWh): the ratio is consistent with Chinese grid conditions.
-# Whatever the pairing, the paper's figures imply that {glue:text}`twh_low:.0f` to
-# {glue:text}`twh_high:.0f` TWh of electricity are saved, which is {glue:text}`charges_low:.0f` to
-# {glue:text}`charges_high:.0f` full charges of every battery retired in 2030
-# ({glue:text}`retired_gwh:.0f` GWh). Measuring one SOC level charges
-# {glue:text}`level_charge_pct:.1f` % of a battery's nominal capacity into it; the whole 10-level
-# protocol charges {glue:text}`protocol_charges:.2f` of a full charge.
+# {glue:text}`price_china:.3f` USD/kWh, {glue:text}`china_vs_asia` the average business price in
+# Asia ({glue:text}`price_asia:.3f` USD/kWh), so {glue:text}`china_reading`. The Asian figure is a
+# continental average for businesses, not a Chinese tariff, and the ratio fixes neither the price
+# nor the energy. For the three pairings above, the paper's figures imply that
+# {glue:text}`twh_low:.0f` to {glue:text}`twh_high:.0f` TWh of electricity are saved, which is
+# {glue:text}`charges_low:.0f` to {glue:text}`charges_high:.0f` full charges of every battery
+# retired in 2030 ({glue:text}`retired_gwh:.0f` GWh). Measuring one SOC level moves
+# {glue:text}`level_charge_pct:.1f` % of a battery's nominal capacity into it gross (the pulses
+# included), {glue:text}`level_net_pct:.1f` % net; the whole 10-level protocol puts
+# {glue:text}`protocol_charges:.2f` of a full charge through the battery gross and
+# {glue:text}`protocol_net_charges:.2f` net.
 
 # %% tags=["hide-input"]
 ci_china = ec.Q_(params.sources["carbon_intensity"]["high"])  # China 2023 (Ember via Our World in Data)
@@ -338,13 +383,18 @@ put("ci_factor", ratio["intensity_for_default_price_kg_per_kwh"] / params.carbon
 put("ci_china", float(ci_china.to("kg/kWh").magnitude))
 put("price_china", china["ratio"]["price_for_default_intensity_usd_per_kwh"])
 put("price_asia", float(asia))
+china_dev = china["ratio"]["price_for_default_intensity_usd_per_kwh"] / asia - 1
+put("china_vs_asia", f"{100 * abs(china_dev):.0f} % {'below' if china_dev < 0 else 'above'}")
+put("china_reading", "a Chinese grid at Asian business prices is one possible reading of the ratio, not evidence for it"
+    if abs(china_dev) <= 0.1 else "Chinese grid conditions at Asian business prices do not explain the ratio")
 twh = sorted([ratio["energy_kwh_at_default_price"] / 1e9, ratio["energy_kwh_at_default_intensity"] / 1e9,
               china["ratio"]["energy_kwh_at_default_intensity"] / 1e9])
-charges = sorted(repro["full_charges_per_retired_battery"])
+retired_twh = float(params.retired_energy_2030.to("TWh").magnitude)
+charges = [t / retired_twh for t in twh]  # full charges of the retired capacity, one per pairing
 put("twh_low", twh[0])
 put("twh_high", twh[-1])
 put("charges_low", charges[0])
-put("charges_high", charges[1])
+put("charges_high", charges[-1])
 knobs = repro["knobs"].set_index("parameter")
 put("req_n_bn", knobs.loc["n_batteries_2030", "required_for_usd"] / 1e9)
 put("req_retired_twh", knobs.loc["retired_energy_2030", "required_for_usd"] / 1e3)
@@ -392,8 +442,19 @@ ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2);
 # channel, or a charger efficiency of {glue:text}`req_eff:.4f`, or a mean battery of
 # {glue:text}`req_cap_ah:.3f` Ah (so many tiny batteries that standby power dominates), or an
 # electricity price of {glue:text}`req_price:.1f` USD/kWh; the CO2 figure alone needs a carbon
-# intensity of {glue:text}`req_ci:.0f` kg/kWh. Combining several pessimistic values within their
-# ranges does not close a gap of a factor {glue:text}`f_usd:.0f` either (see the tornado chart).
+# intensity of {glue:text}`req_ci:.0f` kg/kWh. Combining values within their ranges (the
+# parameter table) narrows the gap, but {glue:text}`corner_closes`. With every parameter at once at
+# the end of its range that raises the saving ({glue:text}`corner_values`; no other combination
+# of the range ends saves more), case
+# {glue:text}`ref_case:.0f` saves {glue:text}`corner_usd_bn:.2f` billion USD and
+# {glue:text}`corner_co2_bn:.1f` billion kg CO2, and the paper's figures are
+# {glue:text}`corner_f_usd:.1f` (USD) and {glue:text}`corner_f_co2:.1f` (CO2) times these. That
+# corner is not a plausible 2030 either: it counts the retired capacity as
+# {glue:text}`corner_n_bn:.1f` billion batteries, {glue:text}`corner_n_factor:.0f` times the
+# default count, every one a {glue:text}`corner_cap_ah:.1f` Ah cell (the smallest PulseBat design)
+# measured on its own, and measuring just the {glue:text}`ref_levels:.0f` levels the case
+# generates would keep {glue:text}`corner_channels_m:.0f` million tester channels busy around the
+# clock for the whole year.
 # The paper's figures are therefore not reproducible from the PulseBat protocol and public 2030
 # figures; they need an accounting that charges far more energy to each battery than the
 # protocol moves, which the paper does not describe.
@@ -404,8 +465,9 @@ ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2);
 # Each parameter is moved to the low and high end of its range (see the parameter table), the
 # others stay at their defaults; the bars show the 2030 saving of case
 # {glue:text}`ref_case:.0f`. The largest swing comes from the {glue:text}`top_label`, which moves
-# the saving between {glue:text}`top_low_m:.1f` and {glue:text}`top_high_m:.1f` million USD, still
-# far from 4.9 billion. The mean capacity acts through the number of batteries: the retired
+# the saving between {glue:text}`top_low_m:.1f` and {glue:text}`top_high_m:.1f` million USD; the
+# paper's 4.9 billion is {glue:text}`top_gap:.0f` times the upper end. Whatever its rank in the
+# chart, the mean capacity acts through the number of batteries: the retired
 # capacity is fixed in GWh, so smaller batteries mean more of them, each with its own tester time
 # and standby energy, while the energy that flows into the batteries stays the same. The carbon
 # intensity does not change the cost, nor the price the CO2.
@@ -417,6 +479,42 @@ top = tornado.iloc[0]
 put("top_label", str(top["label"]))
 put("top_low_m", min(top["cost_usd_low"], top["cost_usd_high"]) / 1e6)
 put("top_high_m", max(top["cost_usd_low"], top["cost_usd_high"]) / 1e6)
+put("top_gap", ec.PAPER_USD / max(top["cost_usd_low"], top["cost_usd_high"]))
+
+
+def gain(row, end):  # relative saving at one end of a parameter's range (USD + CO2)
+    return row[f"cost_usd_{end}"] / row["cost_usd_base"] + row[f"co2_kg_{end}"] / row["co2_kg_base"]
+
+
+def saved(p):
+    return ec.savings(int(ref["n_saved"]), p.n_batteries_2030, p, level).magnitudes()
+
+
+# every parameter at once at the end of its range that raises the saving (the tornado's ranges)
+corner_end = {r["parameter"]: max(("low", "high"), key=lambda e: gain(r, e)) for _, r in tornado.iterrows()}
+corner_params = params.replace(**{r["parameter"]: ec.Q_(r[corner_end[r["parameter"]]], r["unit"])
+                                   for _, r in tornado.iterrows()})
+corner = saved(corner_params)
+every_corner = [saved(params.replace(**dict(zip(params.sources, (ec.Q_(v) for v in combo)))))
+                for combo in itertools.product(*[(v["low"], v["high"]) for v in params.sources.values()])]
+assert all(c["cost_usd"] <= corner["cost_usd"] * (1 + 1e-12) and c["co2_kg"] <= corner["co2_kg"] * (1 + 1e-12)
+           for c in every_corner), "the saving is not monotonic in every parameter"
+corner_f = {"USD": ec.PAPER_USD / corner["cost_usd"], "CO2": ec.PAPER_KG_CO2 / corner["co2_kg"]}
+open_gaps = [k for k, f in corner_f.items() if f > 1]
+put("corner_closes", "does not close it" if len(open_gaps) == 2 else
+    f"closes it only for {'USD' if open_gaps == ['CO2'] else 'CO2'}" if open_gaps else "closes it")
+put("corner_values", ", ".join(f"{r['label']} = {r[corner_end[r['parameter']]]:g}"
+                               + ("" if r["unit"] == "dimensionless" else f" {r['unit']}")
+                               for _, r in tornado.iterrows()))
+put("corner_usd_bn", corner["cost_usd"] / 1e9)
+put("corner_co2_bn", corner["co2_kg"] / 1e9)
+put("corner_f_usd", corner_f["USD"])
+put("corner_f_co2", corner_f["CO2"])
+put("corner_n_bn", corner_params.n_batteries_2030 / 1e9)
+put("corner_n_factor", corner_params.n_batteries_2030 / params.n_batteries_2030)
+put("corner_cap_ah", float(corner_params.mean_capacity.to("Ah").magnitude))
+assert np.isclose(corner_params.mean_capacity.to("Ah").magnitude, min(b.nominal_ah for b in BATTERIES.values()))
+put("corner_channels_m", corner["tester_h"] / (365.25 * 24) / 1e6)
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
 for ax, (metric, name, scale, unit) in zip(axes, (("cost_usd", "electricity cost saved", 1e6, "million USD"),
                                                   ("co2_kg", "CO$_2$ avoided", 1e6, "million kg"))):
@@ -482,6 +580,9 @@ results = {
     "reproduce_paper": {"ratio": repro["ratio"], "energy_factor_range": list(repro["energy_factor_range"]),
                         "full_charges_per_retired_battery": list(repro["full_charges_per_retired_battery"]),
                         "china_intensity": china["ratio"], "knobs": repro["knobs"].to_dict(orient="records")},
+    "favourable_range_ends": {"parameters": {k: v["value"] for k, v in corner_params.to_dict().items()},
+                              "n_batteries_2030": corner_params.n_batteries_2030, **corner,
+                              "factor_usd": corner_f["USD"], "factor_co2": corner_f["CO2"]},
 }
 write_json(results, ctx.out_dir / "economics.json")
 
@@ -503,6 +604,11 @@ write_json(results, ctx.out_dir / "economics.json")
 # {glue:text}`ci_china:.3f` kg/kWh at {glue:text}`price_china:.3f` USD/kWh) together with
 # {glue:text}`twh_low:.0f`-{glue:text}`twh_high:.0f` TWh of saved electricity: one parameter at a
 # time, {glue:text}`req_n_bn:.0f` billion batteries, {glue:text}`req_grid_wh:.0f` Wh per battery
-# and level, or {glue:text}`req_standby_kw:.1f` kW of standby power per channel. None of these is
-# plausible, so the paper's 2030 figure cannot be rebuilt from the measured protocol; the saving
-# that survives scrutiny is the tester time.
+# and level, or {glue:text}`req_standby_kw:.1f` kW of standby power per channel. With every
+# parameter at once at the end of its range that favours the paper, the paper's figures are
+# {glue:text}`corner_f_usd:.1f` (USD) and {glue:text}`corner_f_co2:.1f` (CO2) times the saving,
+# which then needs {glue:text}`corner_n_bn:.1f` billion batteries. None of these is plausible, so
+# the paper's 2030 figure cannot be rebuilt from the measured protocol. What survives scrutiny is
+# this chapter's own estimate, {glue:text}`usd_2030_m:.1f` million USD and
+# {glue:text}`kg_2030_m:.0f` million kg CO2 from measured energies and parameters that are sourced
+# or labelled as assumptions, and the tester time, which a recycler feels first.
