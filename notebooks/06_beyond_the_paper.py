@@ -208,7 +208,8 @@ table(ratio[lf_methods + ["best_baseline"]].reset_index(), "MAPE as a multiple o
 
 # %% tags=["hide-input"]
 pairs = [("phase2_paper", "best_baseline"), ("phase2_cvae_plus", "best_baseline"), ("phase2_residual", "best_baseline"),
-         ("phase2_residual", "baseline_interpolation"), ("phase2_cvae_plus", "phase2_paper")]
+         ("phase2_residual", "baseline_interpolation"), ("phase2_cvae_plus", "baseline_interpolation"),
+         ("phase2_cvae_plus", "phase2_paper")]
 diffs = pd.concat([stats.battery_differences(lf_all, m, ref) for m, ref in pairs], ignore_index=True)
 write_table(diffs, out_dir / "leakfree_paired_differences.csv")
 table(diffs, "Paired differences in MAPE (percentage points; negative favours the first method), battery-level 95 % intervals",
@@ -234,7 +235,9 @@ for b in BATTERIES:
     print(f"{b}: CVAE {row.loc['phase2_paper', 'mape']:.2f} %, best baseline ({best_name[b]}) "
           f"{row.loc['best_baseline', 'mape']:.2f} %")
 put("lf_batteries", int(lf["cell"].nunique()))
-put("lf_units", int(lf[["seed", "fold"]].drop_duplicates().shape[0]))
+n_units = int(lf[["seed", "fold"]].drop_duplicates().shape[0])
+put("lf_units", n_units)
+put("lf_units_text", f"{n_units} seed × fold split" + ("s" if n_units != 1 else ""))
 wins = (lf_kind.pivot_table(index=["battery", "kind"], columns="method", values="mape")
         .pipe(lambda t: (t["phase2_paper"] < t[list(BASELINE_METHODS)].min(axis=1)).sum()))
 put("lf_cvae_wins", int(wins))
@@ -242,7 +245,7 @@ put("lf_cells", int(lf_kind[["battery", "kind"]].drop_duplicates().shape[0]))
 
 # %% [markdown]
 # Leak-free, over all the cases run ({glue:text}`lf_batteries:.0f` physical batteries, each held
-# out once per seed; {glue:text}`lf_units:.0f` seed x fold splits), the paper's CVAE (Phase 2)
+# out once per seed; {glue:text}`lf_units_text`), the paper's CVAE (Phase 2)
 # has a lower mean MAPE than every baseline in {glue:text}`lf_cvae_wins:.0f` of
 # {glue:text}`lf_cells:.0f` (battery type, kind of case) cells.
 #
@@ -260,6 +263,9 @@ write_table(verdict, out_dir / "leakfree_verdict.csv")
 for call in stats.VERDICTS:
     put("verdict_" + call.replace(" ", "_"), int((verdict["verdict"] == call).sum()))
 put("verdict_interp_best", int((verdict["baseline"] == "baseline_interpolation").sum()))
+const_best = verdict["baseline"] == "baseline_constant"
+put("verdict_const_best", int(const_best.sum()))
+put("verdict_const_unbeaten", int((const_best & (verdict["verdict"] != "generation helps")).sum()))
 table(verdict, "Verdict per battery type and kind of case (best baseline and best generator chosen per fold on the other folds)")
 
 # %% [markdown]
@@ -267,9 +273,10 @@ table(verdict, "Verdict per battery type and kind of case (best baseline and bes
 # {glue:text}`verdict_generation_helps:.0f`, the best baseline is clearly better in
 # {glue:text}`verdict_baseline_better:.0f`, and {glue:text}`verdict_no_clear_difference:.0f` cannot be
 # told apart; per-battery linear interpolation is the best baseline in
-# {glue:text}`verdict_interp_best:.0f` cells. Where the constant predictor is the best baseline
-# (a battery type whose SOH varies little between batteries, or whose pulses carry little SOH
-# signal at unseen SOC), no forest beats the mean SOH.
+# {glue:text}`verdict_interp_best:.0f` cells. The constant predictor (the training batteries' mean
+# SOH, no pulse read at all) is the best baseline in {glue:text}`verdict_const_best:.0f` of the
+# {glue:text}`lf_cells:.0f` cells, and in {glue:text}`verdict_const_unbeaten:.0f` of these no
+# generator clearly helps either.
 
 # %% [markdown]
 # ## Why the paper's CVAE loses, and two repairs
@@ -278,13 +285,16 @@ table(verdict, "Verdict per battery type and kind of case (best baseline and bes
 # zero, the posterior means sit at zero and the decoder ignores z, so the generator is a
 # deterministic function of (SOC, SOH) and latent scaling has nothing to scale. Second, the
 # **sigmoid output** mapped back through a MinMax scaler fitted on the training-SOC rows can only
-# produce voltages inside the training range, while most feature values at extrapolated levels lie
-# outside it:
+# produce voltages inside the training range, while at the extrapolated levels of cases 4-7 between
+# {glue:text}`outside_min_pct:.0f` % and {glue:text}`outside_max_pct:.0f` % of the feature values
+# (per battery type and case) lie outside it:
 
 # %% tags=["hide-input"]
 outside = pd.DataFrame([{"battery": b, "case": c, **outside_training_range(frames[b], c)} for b in BATTERIES
                         for c in CASES if c >= 4])
 write_table(outside, out_dir / "outside_training_range.csv")
+put("outside_min_pct", 100 * outside["share"].min())
+put("outside_max_pct", 100 * outside["share"].max())
 table(outside.pivot_table(index="battery", columns="case", values="share", sort=False).reset_index(),
       "Share of feature values at a case's unseen levels outside the training levels' range", formats={c: "{:.0%}" for c in (4, 5, 6, 7)})
 
@@ -295,17 +305,30 @@ collapse = pd.DataFrame([{"battery": s.battery, "generator": name,
                           **collapse_diagnostics(f, s.train[FEATURES].to_numpy(float), s.train[["soc", "soh"]].to_numpy(float))}
                          for name, part in (("paper", fits[:4]), ("cvae_plus", fits[4:])) for s, f in zip(case1, part)])
 write_table(collapse, out_dir / "latent_collapse.csv")
-put("collapse_kl_paper", collapse.loc[collapse["generator"] == "paper", "kl_last_epoch"].max())
-put("collapse_z_paper", collapse.loc[collapse["generator"] == "paper", "decoder_uses_z_mv"].max())
-put("collapse_kl_plus", collapse.loc[collapse["generator"] == "cvae_plus", "kl_last_epoch"].min())
+
+
+def readable(v):
+    """Two significant digits; below 0.01 as a power of ten (3.4 × 10⁻⁵), never as 3.4e-05."""
+    if not np.isfinite(v) or v == 0 or abs(v) >= 0.01:
+        return f"{v:.2g}" if abs(v) < 100 else f"{v:.0f}"
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa} × 10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+for key, gen, col, agg in (("collapse_kl_paper", "paper", "kl_last_epoch", "max"),
+                           ("collapse_z_paper", "paper", "decoder_uses_z_mv", "max"),
+                           ("collapse_kl_plus", "cvae_plus", "kl_last_epoch", "min")):
+    value = collapse.loc[collapse["generator"] == gen, col].agg(agg)
+    put(key, value)
+    put(key + "_text", readable(value))
 table(collapse, "Signs of latent collapse, case 1, seed 0 (KL of the last epoch in nats; decoder use of z in mV)", digits=4)
 
 # %% [markdown]
 # On case 1 (training on 5, 10, 30, 40, 50 % SOC, all batteries, seed 0) the paper's generators end
-# with a KL of at most {glue:text}`collapse_kl_paper:.2g` nats and decoding the posterior means
-# instead of z = 0 changes the output by at most {glue:text}`collapse_z_paper:.2g` mV (RMS): the
+# with a KL of at most {glue:text}`collapse_kl_paper_text` nats and decoding the posterior means
+# instead of z = 0 changes the output by at most {glue:text}`collapse_z_paper_text` mV (RMS): the
 # latent code carries no information. The free-bits floor keeps at least
-# {glue:text}`collapse_kl_plus:.2g` nats in the improved generator's latent space.
+# {glue:text}`collapse_kl_plus_text` nats in the improved generator's latent space.
 #
 # The two repairs scored above: `phase2_cvae_plus` (linear output, fixed physical scaler, KL
 # annealing and free bits) and `phase2_residual`, which keeps the per-battery interpolation and
@@ -314,7 +337,8 @@ table(collapse, "Signs of latent collapse, case 1, seed 0 (KL of the last epoch 
 # {glue:text}`lf_lmo10_plus:.2f` / {glue:text}`lf_lfp35_plus:.2f` %, residual CVAE
 # {glue:text}`lf_nmc2_1_resid:.2f` / {glue:text}`lf_nmc21_resid:.2f` / {glue:text}`lf_lmo10_resid:.2f` /
 # {glue:text}`lf_lfp35_resid:.2f` % (NMC 2.1 / NMC 21 / LMO 10 / LFP 35 Ah); the paired differences
-# above say where each beats the interpolation baseline.
+# above (`phase2_cvae_plus` and `phase2_residual` minus `baseline_interpolation`) say where each
+# beats the interpolation baseline.
 
 # %% [markdown]
 # ## A deployable SOH estimator
@@ -342,7 +366,8 @@ est_summary = stats.battery_summary(est.rename(columns={"generator": "method"}),
 write_table(est_summary, out_dir / "estimator_summary.csv")
 table(est_summary.assign(cell=lambda d: d.apply(lambda r: f"{r.mape:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", axis=1))
       .pivot_table(index="battery", columns="method", values="cell", aggfunc="first", sort=False).reset_index(),
-      "SOC unknown: MAPE (%) [95 % battery-level interval] of the estimator per generator, held-out batteries, all ten levels")
+      "SOC unknown: MAPE (%) [95 % battery-level interval] of the estimator per generator, held-out batteries, all ten levels "
+      "(none: no generator, the forest learns from the measured rows only; constant: the training batteries' mean SOH)")
 
 # %% tags=["hide-input"]
 GEN_COLOR = {"constant": "black", "none": "0.55", "interpolation": "tab:blue", "residual": "tab:green",
@@ -376,7 +401,7 @@ write_table(est_choice, out_dir / "estimator_crossfit_choice.csv")
 put("est_choice_default", int((est_choice["chosen"] == default).sum()))
 put("est_choice_n", len(est_choice))
 put("est_choice_other", ", ".join(f"{g} ({n})" for g, n in est_choice.loc[est_choice["chosen"] != default, "chosen"]
-                                  .value_counts().items()) or "none")
+                                  .value_counts().items()) or "no other generator")
 rvi = diffs[(diffs["method"] == "phase2_residual") & (diffs["reference"] == "baseline_interpolation")]
 put("resid_wins", int((rvi["ci_high"] < 0).sum()))
 put("resid_loses", int((rvi["ci_low"] > 0).sum()))
@@ -423,7 +448,7 @@ put("est_not_beats_const", ", ".join(plotting.label(b) for b in BATTERIES if not
 # Is the default the right generator? Chosen per fold without the fold's own scores (the
 # generator with the lowest MAPE on the other folds), {glue:text}`est_default` is picked in
 # {glue:text}`est_choice_default:.0f` of {glue:text}`est_choice_n:.0f` (battery type, seed, fold)
-# units; the others choose {glue:text}`est_choice_other`.
+# units; other choices: {glue:text}`est_choice_other`.
 #
 # Paired on the same battery rows, the estimator is clearly better than the constant predictor
 # (the 95 % battery-level interval of the difference lies below zero) in
