@@ -389,7 +389,9 @@ put_many({"active_units": n_active, "decoder_range_mv_max": usage["decoder_range
 # they differ between the batteries at one level (standard deviation, as in chapter 4)
 soc_means = {b: df.groupby(soc_percent(df))[FEATURES].mean() for b, df in frames.items()}  # (levels, 21) each
 soc_span = min((m.max() - m.min()).min() for m in soc_means.values())
-put_many({"soc_span_mv_min": 1000 * soc_span, "between_battery_mv": between_battery_spread_mv(frames.values())})
+between_mv = between_battery_spread_mv(frames.values())
+put_many({"soc_span_mv_min": 1000 * soc_span, "between_battery_mv": between_mv,
+          "z_vs_batteries": usage["decoder_range_mv"].max() / between_mv})
 print(f"active latent units over all {len(usage)} fits: {int(usage['active_units'].sum())}")
 print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {bool(usage['decoder_range_mv'].max() < 50)}")
 
@@ -401,10 +403,12 @@ print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {b
 # batteries of a type moves by at least {glue:text}`soc_span_mv_min:.0f` mV across the SOC levels,
 # and the measured features of different batteries at one SOC level differ by
 # {glue:text}`between_battery_mv:.0f` mV (standard deviation over the batteries of a type,
-# averaged over features, levels and types). This is posterior collapse: the decoder ignores
-# $z$, and the generator is in effect a deterministic function of the condition,
-# $\hat{x} = f(\mathrm{SOC}, \mathrm{SOH})$.
-# Decoding $z \sim \mathcal{N}(0, I)$ at a condition gives one voltage profile per
+# averaged over features, levels and types). This is posterior collapse: the code carries no
+# information about the pulse. The decoder still responds to it, over six prior standard deviations
+# by at most {glue:text}`z_vs_batteries:.0%` of the spread between batteries at one level, but that
+# variation says nothing about the battery: what the generator knows of a pulse is its condition,
+# $\hat{x} = f(\mathrm{SOC}, \mathrm{SOH})$ plus noise from the code. Decoding
+# $z \sim \mathcal{N}(0, I)$ at a condition gives one voltage profile per
 # $(\mathrm{SOC}, \mathrm{SOH})$, with at most that much spread; the reconstruction below is, to
 # that precision, the same profile.
 #
@@ -690,8 +694,9 @@ print(by_battery.rename(index=plotting.label).round(2).to_string())
 #   KL term at most {glue:text}`kl_final_max:.0e` nats: the latent space collapses. Over all fits
 #   {glue:text}`active_units_text` active, and moving $z$ over six prior
 #   standard deviations moves a decoded voltage by at most
-#   {glue:text}`decoder_range_mv_max:.1f` mV. The generator is effectively deterministic given
-#   $(\mathrm{SOC}, \mathrm{SOH})$; sampling $z$ adds no diversity.
+#   {glue:text}`decoder_range_mv_max:.1f` mV, {glue:text}`z_vs_batteries:.0%` of the spread between
+#   batteries at one SOC level ({glue:text}`between_battery_mv:.0f` mV). The code carries no
+#   information about the pulse, and sampling it adds at most that much variation.
 # - Whether the collapse is what the ELBO asks for depends on the variance that SOC and SOH leave
 #   unexplained (at most {glue:text}`resid_trace_max:.3f` in total): its largest eigenvalue exceeds
 #   the assumed noise variance $s^2$ in {glue:text}`resid_above_fits:.0f` of the

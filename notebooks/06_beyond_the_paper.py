@@ -282,8 +282,8 @@ table(verdict, "Verdict per battery type and kind of case (best baseline and bes
 # ## Why the paper's CVAE loses, and two repairs
 #
 # Two mechanisms, both measurable. First, the **latent space collapses**: the KL term goes to
-# zero, the posterior means sit at zero and the decoder ignores z, so the generator is a
-# deterministic function of (SOC, SOH) and latent scaling has nothing to scale. Second, the
+# zero, the posterior means sit at zero and the code carries no information about the pulse, so
+# the generator is close to a function of (SOC, SOH) alone and latent scaling has nothing to scale. Second, the
 # **sigmoid output** mapped back through a MinMax scaler fitted on the training-SOC rows can only
 # produce voltages inside the training range, while at the extrapolated levels of cases 4-7 between
 # {glue:text}`outside_min_pct:.0f` % and {glue:text}`outside_max_pct:.0f` % of the feature values
@@ -400,7 +400,7 @@ est_choice = stats.crossfit_choice(est.rename(columns={"generator": "method"}), 
 write_table(est_choice, out_dir / "estimator_crossfit_choice.csv")
 put("est_choice_default", int((est_choice["chosen"] == default).sum()))
 put("est_choice_n", len(est_choice))
-put("est_choice_other", ", ".join(f"{g} ({n})" for g, n in est_choice.loc[est_choice["chosen"] != default, "chosen"]
+put("est_choice_other", ", ".join(f"{'no generator (none)' if g == 'none' else g} ({n})" for g, n in est_choice.loc[est_choice["chosen"] != default, "chosen"]
                                   .value_counts().items()) or "no other generator")
 rvi = diffs[(diffs["method"] == "phase2_residual") & (diffs["reference"] == "baseline_interpolation")]
 put("resid_wins", int((rvi["ci_high"] < 0).sum()))
