@@ -227,7 +227,10 @@ for b in BATTERIES:
     put(f"step_r_lo_{k}", r.min())
     put(f"step_r_hi_{k}", r.max())
     put(f"step_dir_{k}", "grows as SOH falls at every SOC level" if (r < 0).all() else
-        "shrinks as SOH falls at every SOC level" if (r > 0).all() else "changes direction between SOC levels")
+        "shrinks as SOH falls at every SOC level" if (r > 0).all() else
+        "grows as SOH falls wherever the correlation is not negligible (|r| > 0.1)" if (r <= 0.1).all() else
+        "shrinks as SOH falls wherever the correlation is not negligible (|r| > 0.1)" if (r >= -0.1).all() else
+        "changes direction between SOC levels")
 
 # %% [markdown]
 # ## Why SOC confounds SOH estimation

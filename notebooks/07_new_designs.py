@@ -233,8 +233,8 @@ soh_r_max = shares[shares["family"] == "resistances"].groupby("battery")["share_
 missed = best[~best["reached"]]
 put("us_why", "Per type that misses the goal, it reaches " + "; ".join(
     f"{plotting.label(r.battery)} {r.ceiling_ratio:.2f} × the constant ({n_cells[r.battery]} cells; the best single "
-    f"resistance explains {100 * soh_r_max[r.battery]:.0f} % of the SOH variance; soc_then_soh infers the SOC to within "
-    f"{soc_err.get(r.battery, np.nan):.1f} % points on average)"
+    f"resistance explains {100 * soh_r_max[r.battery]:.0f} % of the SOH variance; soc_then_soh infers the SOC with a mean "
+    f"absolute error of {soc_err.get(r.battery, np.nan):.1f} percentage points)"
     for r in missed.itertuples()) + "." if len(missed) else "No type misses the goal.")
 within = best[~best["reached"] & (best["ceiling_ratio"] <= GOAL)]
 
@@ -270,8 +270,8 @@ print("recommended default:", default)
 # absolute percentage error minus {glue:text}`us_goal:.1f` × that of the constant lies below zero) in
 # {glue:text}`us_clearly:d`. Missed: {glue:text}`us_missed` (ratio minus goal).
 #
-# Why not everywhere? The ceiling row bounds what more SOC levels could give: the ensemble
-# (`invariant_ensemble`) trained on *every* SOC level of the training batteries.
+# Why not everywhere? The ceiling row is the ensemble (`invariant_ensemble`) trained on *every*
+# SOC level of the training batteries: what that model reaches with every level measured.
 # {glue:text}`us_why` {glue:text}`us_why_verdict`
 #
 # Which method would a recycler pick without peeking at the test batteries? The nested choice
@@ -398,7 +398,8 @@ for b in BATTERIES:
     for method in ("interpolation", "invariant", "cvae"):
         r = crossing[(crossing["design"] == b) & (crossing["method"] == method)]
         put(f"lc_{key}_{method}", "never" if r.empty else point(r["k"].iloc[0], r["m"].iloc[0]))
-        put(f"lc_{key}_{method}_stable", "never" if r.empty else point(r["k_stable"].iloc[0], r["m_stable"].iloc[0]))
+        put(f"lc_{key}_{method}_stable", "not stable" if r.empty or np.isnan(r["k_stable"].iloc[0])
+            else point(r["k_stable"].iloc[0], r["m_stable"].iloc[0]))
     put(f"lc_{key}_second", second.get(b, "none"))
 put("lc_saves", int(len(saves)))
 put("lc_useful", int(len(useful)))

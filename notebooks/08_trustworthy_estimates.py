@@ -212,7 +212,7 @@ print("mean error by SOH tercile (SOH points):", bias.round(2).to_dict())
 # mean widths of {glue:text}`width_nmc2_1:.1f`, {glue:text}`width_lmo10:.1f`,
 # {glue:text}`width_nmc21:.1f` and {glue:text}`width_lfp35:.1f` SOH points. Coverage is below the
 # nominal {glue:text}`coverage_nominal:.0f` % in {glue:text}`n_under:.0f` of the 4 types. By SOH
-# tercile (mean over the types, range in brackets) it is {glue:text}`tcov_low:.1f` %
+# tercile (mean over the types, range in parentheses) it is {glue:text}`tcov_low:.1f` %
 # ({glue:text}`tcov_low_min:.0f`-{glue:text}`tcov_low_max:.0f` %) for the low tercile,
 # {glue:text}`tcov_middle:.1f` % ({glue:text}`tcov_middle_min:.0f`-{glue:text}`tcov_middle_max:.0f` %)
 # for the middle and {glue:text}`tcov_high:.1f` %
