@@ -60,7 +60,7 @@ from matplotlib.patches import Patch
 from scipy import stats
 
 from battgen import plotting
-from battgen.book import glue_key, glued, put, setup_chapter, table
+from battgen.book import counted, glue_key, glued, put, setup_chapter, table
 from battgen.data import BATTERIES
 from battgen.diagnostics import between_battery_spread_mv, paired_difference_mv
 from battgen.evaluation import core, paper
@@ -83,7 +83,7 @@ METHOD_LABEL = {"phase1": "Phase 1 (measured levels)", "phase2": "Phase 2 (paper
                 "phase2_authors_shift": "Phase 2: authors' voltage shift"}
 put("epochs", train.epochs)
 put("n_seeds", len(seeds))
-put("seeds_text", f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}")
+put("seeds_text", counted(len(seeds), "seed"))
 print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.models)} generators; "
       f"{len(res5)} result rows at 5 s, {len(res3)} at 3 s")
 
@@ -532,14 +532,14 @@ put("cells_below_6_interp", counts.loc["5 s, paper's Phase 2", "interpolation"])
 put("cells_below_6_extrap", counts.loc["5 s, paper's Phase 2", "extrapolation"])
 n_all_seeds = int(claims["5 s, paper's Phase 2"]["all_seeds_below"].sum())
 put("cells_below_6_all_seeds", n_all_seeds)
-put("cells_below_6_all_seeds_text", f"{n_all_seeds} cell{'' if n_all_seeds == 1 else 's'}")
+put("cells_below_6_all_seeds_text", counted(n_all_seeds, "cell"))
 put("cells_below_6_authors_5s", counts.loc["5 s, authors' Phase 2", "all"])
 put("cells_below_6_3s", counts.loc["3 s, paper's Phase 2", "all"])
 put("cells_below_6_authors_3s", counts.loc["3 s, authors' Phase 2", "all"])
 put("ref_cells_below_6", counts.loc["3 s, authors' code", "all"])
 n_phase1 = int((p1_cells["mape"] < paper.CLAIM_MAPE).sum())
 put("cells_below_6_phase1", n_phase1)
-put("cells_below_6_phase1_text", f"{n_phase1} cell{'' if n_phase1 == 1 else 's'}")
+put("cells_below_6_phase1_text", counted(n_phase1, "cell"))
 n_below, n_cells = int(counts.loc["5 s, paper's Phase 2", "all"]), int(counts.loc["5 s, paper's Phase 2", "cells"])
 put("claim_verdict", "The paper's \"below 6 %\" therefore holds in every battery x case cell here." if n_below == n_cells
     else "The paper's \"below 6 %\" therefore holds in none of the battery x case cells here." if n_below == 0

@@ -61,7 +61,7 @@ from matplotlib.patches import Patch
 
 from battgen import economics as ec
 from battgen import plotting
-from battgen.book import put, setup_chapter, table
+from battgen.book import and_join, counted, put, setup_chapter, table
 from battgen.data import BATTERIES, fetch
 from battgen.experiments import CASES
 from battgen.io import write_json, write_table
@@ -214,7 +214,7 @@ for key, tab in (("lmo", lmo), ("nmc", nmc)):
 put("cond_share", float(100 * measured["conditioning_wh"].sum() / measured["energy_in_wh"].sum()))
 put("lmo_truncated", float(lmo["n_truncated"].sum()))
 n_cut = int(lmo["n_truncated"].sum())
-put("lmo_truncated_steps", f"{n_cut} pulse step{'' if n_cut == 1 else 's'}")
+put("lmo_truncated_steps", counted(n_cut, "pulse step"))
 lmo_steps = read_workstep(fetch(LMO_FILE, data_dir))  # the steps the tester cut short, with their end voltage
 cut = lmo_steps[lmo_steps["loop"].isin(lmo.loc[lmo["n_truncated"] > 0, "level"]) & (lmo_steps["result"] != COMPLETED)]
 assert len(cut) == n_cut, (len(cut), n_cut)
@@ -262,13 +262,8 @@ scales = np.logspace(6, 12, ctx.profile.grid_points)
 curve = ec.savings_curve(cases, scales, params, level)
 
 
-def and_list(items):
-    items = [str(i) for i in items]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 same = [(k, list(g["case"])) for k, g in case_info.groupby("n_saved") if len(g) > 1]
-put("coinciding_cases", "; ".join(f"cases {and_list(cs)} save {k} levels" for k, cs in same) or "none do")
+put("coinciding_cases", "; ".join(f"cases {and_join(cs)} save {k} levels" for k, cs in same) or "none do")
 write_table(curve, ctx.out_dir / "savings_curve.csv")
 fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True)
 panels = (("energy_kwh", "grid energy saved (TWh)", None, 1e9),

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import glue_key, put, setup_chapter, table
+from battgen.book import counted, glue_key, put, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import collapse_diagnostics, outside_training_range
 from battgen.estimator import SOHEstimator
@@ -237,7 +237,7 @@ for b in BATTERIES:
 put("lf_batteries", int(lf["cell"].nunique()))
 n_units = int(lf[["seed", "fold"]].drop_duplicates().shape[0])
 put("lf_units", n_units)
-put("lf_units_text", f"{n_units} seed × fold split" + ("s" if n_units != 1 else ""))
+put("lf_units_text", counted(n_units, "seed × fold split"))
 wins = (lf_kind.pivot_table(index=["battery", "kind"], columns="method", values="mape")
         .pipe(lambda t: (t["phase2_paper"] < t[list(BASELINE_METHODS)].min(axis=1)).sum()))
 put("lf_cvae_wins", int(wins))

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import glue_key, put, setup_chapter, table
+from battgen.book import and_join, glue_key, put, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.evaluation import learning_curves as lc
 from battgen.evaluation import unknown_soc as us
@@ -240,8 +240,7 @@ within = best[~best["reached"] & (best["ceiling_ratio"] <= GOAL)]
 
 
 def names(batteries):
-    labels = [plotting.label(b) for b in batteries]
-    return " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
+    return and_join(plotting.label(b) for b in batteries)
 
 
 put("us_why_verdict", " ".join(

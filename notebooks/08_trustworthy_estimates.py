@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import glue_key, put, setup_chapter, table
+from battgen.book import and_join, glue_key, put, setup_chapter, table
 from battgen.data import BATTERIES, load_pulsebat
 from battgen.diagnostics import paired_difference_mv, soc_cap, u1_soh_correlation
 from battgen.evaluation.trust import coverage_summary, run_ood_matrix, run_trust_benchmark, soh_terciles
@@ -93,11 +93,6 @@ varied = {b: c for b, c in caps.groupby("battery", sort=False) if c["top_soc"].n
 cap_r = {b: float(np.corrcoef(c["top_soc"], c["soh"])[0, 1]) for b, c in varied.items()}
 u1_r = u1.groupby("battery")["r"].median()
 U1_WEAK = 0.5  # |median correlation| below which U1 is said to carry SOH only weakly
-
-
-def and_join(words):
-    words = list(words)
-    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
 put("top_soc_max", caps["top_soc"].max())

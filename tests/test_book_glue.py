@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from battgen.book import glue_key, source_block
+from battgen.book import and_join, counted, glue_key, source_block
 from battgen.model import CVAE, loss_terms
 
 
@@ -21,3 +21,10 @@ def test_source_block_shows_the_real_code():
     assert "\n    @staticmethod" not in block  # dedented
     # the loss the chapters display as "the loss battgen trains with"
     assert "def loss_terms(cfg" in source_block(loss_terms) and "# battgen.loss.loss_terms, line " in source_block(loss_terms)
+
+
+def test_counts_and_lists_read_as_prose():
+    assert [counted(n, "seed") for n in (0, 1, 3)] == ["0 seeds", "1 seed", "3 seeds"]
+    assert counted(2, "battery", "batteries") == "2 batteries" and counted(1, "battery", "batteries") == "1 battery"
+    assert [and_join(x) for x in ([], ["a"], ["a", "b"], ("a", "b", "c"))] == ["", "a", "a and b", "a, b and c"]
+    assert and_join(i for i in (1, 2)) == "1 and 2"

@@ -18,7 +18,7 @@ imported only where they are used.
 """
 
 from battgen.book.chapter import ChapterContext, setup_chapter
-from battgen.book.glue import glue_key, glued, put, put_many, source_block
+from battgen.book.glue import and_join, counted, glue_key, glued, put, put_many, source_block
 from battgen.book.profiles import PROFILES, Profile, profile
 from battgen.book.runner import Chapter, chapters, data_fingerprint, find_root, fingerprint, run_notebooks
 from battgen.book.tables import Table, table
@@ -27,6 +27,8 @@ from battgen.io import package_fingerprint  # re-exported for existing callers
 
 __all__ = [
     "PROFILES",
+    "and_join",
+    "counted",
     "Chapter",
     "ChapterContext",
     "Profile",

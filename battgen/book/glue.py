@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["glue_key", "glue_value", "glued", "put", "put_many", "source_block"]
+__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "put", "put_many", "source_block"]
 
 _GLUED: dict[str, str | int | float] = {}  # every value put() glued in this kernel, in order
 
@@ -47,6 +47,18 @@ def put_many(values: Mapping[str, Any], prefix: str = "") -> None:
     """:func:`put` every item of ``values``, each name preceded by ``prefix``."""
     for name, value in values.items():
         put(prefix + name, value)
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun for the prose: ``counted(1, "seed") == "1 seed"``, ``counted(3, "seed") == "3 seeds"``
+    (``plural`` where adding an "s" is wrong)."""
+    return f"{int(n)} {noun if int(n) == 1 else plural or noun + 's'}"
+
+
+def and_join(items: Iterable[Any]) -> str:
+    """Items as the prose lists them: ``"a"``, ``"a and b"``, ``"a, b and c"`` (``""`` for none)."""
+    words = [str(i) for i in items]
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def source_block(obj: Any, *, dedent: bool = True) -> str:
