@@ -157,19 +157,24 @@ def between_battery_spread_mv(frames: Any) -> float:
 
 
 def paired_difference_mv(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, float]:
-    """Mean and largest absolute difference (mV) of U1..U21 between two tables of the same rows.
+    """Mean and largest absolute difference (mV) of U1..U21 between two tables of the same rows,
+    and how their SOH labels differ.
 
     Rows are paired on ``battery_id`` and SOC (e.g. the 3 s and the 5 s features of one battery
-    type); ``n`` is the number of pairs.
+    type); ``n`` is the number of pairs, ``soh_max`` the largest absolute difference of the SOH
+    labels and ``soh_n_differ`` the number of pairs whose labels are not bit for bit equal.
     """
     keys = ["battery_id", "_soc"]
-    left = a.assign(_soc=soc_percent(a)).set_index(keys)[FEATURES]
-    right = b.assign(_soc=soc_percent(b)).set_index(keys)[FEATURES]
+    columns = [*FEATURES, "soh"]
+    left = a.assign(_soc=soc_percent(a)).set_index(keys)[columns]
+    right = b.assign(_soc=soc_percent(b)).set_index(keys)[columns]
     both = left.add_suffix("_a").join(right.add_suffix("_b"), how="inner")
     if both.empty:
         raise ValueError("the two tables share no (battery_id, SOC) rows")
     diff = np.abs(both[[f"{f}_a" for f in FEATURES]].to_numpy(float) - both[[f"{f}_b" for f in FEATURES]].to_numpy(float))
-    return {"mean_mv": 1000.0 * float(diff.mean()), "max_mv": 1000.0 * float(diff.max()), "n": int(len(both))}
+    soh = np.abs(both["soh_a"].to_numpy(float) - both["soh_b"].to_numpy(float))
+    return {"mean_mv": 1000.0 * float(diff.mean()), "max_mv": 1000.0 * float(diff.max()), "n": int(len(both)),
+            "soh_max": float(soh.max()), "soh_n_differ": int((soh != 0).sum())}
 
 
 def outside_training_range(df: pd.DataFrame, case: int) -> dict[str, float]:

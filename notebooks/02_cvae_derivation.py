@@ -57,7 +57,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import put, put_many, setup_chapter, source_block, table
+from battgen.book import glued, put, put_many, readable, setup_chapter, source_block, table
 from battgen.config import TrainConfig
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (between_battery_spread_mv, decoder_variance, feature_errors, latent_usage,
@@ -340,6 +340,7 @@ axes[1].get_legend().remove();
 last = history[history.epoch == train.epochs].groupby("battery", sort=False)[["recon", "kl"]].agg(["min", "max"])
 put_many({"recon_final_min": last[("recon", "min")].min(), "recon_final_max": last[("recon", "max")].max(),
           "kl_final_max": last[("kl", "max")].max(), "kl_first_max": history[history.epoch == 1]["kl"].max()})
+put_many({f"{k}_text": readable(glued()[k]) for k in ("kl_final_max", "kl_first_max")})
 ends = history.sort_values("epoch").groupby(["battery", "seed"])[["recon", "kl"]].agg(["first", "last"])
 recon_fall = ends[("recon", "first")] / ends[("recon", "last")]  # per fit: first-epoch over last-epoch mean
 put_many({"recon_fall_min": recon_fall.min(), "recon_fall_max": recon_fall.max(),
@@ -353,10 +354,10 @@ print(f"  KL term below 1e-3 nats in every fit: {bool(last[('kl', 'max')].max() 
 # From the first to the last epoch the reconstruction term falls by a factor of
 # {glue:text}`recon_fall_min:.2f` to {glue:text}`recon_fall_max:.2f` (over the fits) and ends
 # between {glue:text}`recon_final_min:.3f` and {glue:text}`recon_final_max:.3f` (a sum over 21 scaled
-# features). The KL term is small from the start (at most {glue:text}`kl_first_max:.1e` nats,
+# features). The KL term is small from the start (at most {glue:text}`kl_first_max_text` nats,
 # averaged over the first epoch: the initial encoder outputs are close to the prior) and
 # {glue:text}`kl_trend`: after the last epoch it is at most
-# {glue:text}`kl_final_max:.0e` nats in every fit. A KL divergence of practically zero means
+# {glue:text}`kl_final_max_text` nats in every fit. A KL divergence of practically zero means
 # that the encoder's posterior $q_\phi(z \mid x, c)$ is the prior $\mathcal{N}(0, I)$ for every
 # sample: the code $z$ carries no information about $x$.
 #
@@ -691,7 +692,7 @@ print(by_battery.rename(index=plotting.label).round(2).to_string())
 #   {glue:text}`sigma_pct:.0f` % of each feature's range.
 # - Trained for {glue:text}`epochs_phrase`, the reconstruction term
 #   ends between {glue:text}`recon_final_min:.3f` and {glue:text}`recon_final_max:.3f` and the
-#   KL term at most {glue:text}`kl_final_max:.0e` nats: the latent space collapses. Over all fits
+#   KL term at most {glue:text}`kl_final_max_text` nats: the latent space collapses. Over all fits
 #   {glue:text}`active_units_text` active, and moving $z$ over six prior
 #   standard deviations moves a decoded voltage by at most
 #   {glue:text}`decoder_range_mv_max:.1f` mV, {glue:text}`z_vs_batteries:.0%` of the spread between

@@ -53,7 +53,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import put, put_many, setup_chapter, source_block, table
+from battgen.book import glued, put, put_many, readable, setup_chapter, source_block, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (attention_agreement, attention_departure, attention_inputs, attention_layers,
                                  attention_logit_range, attention_scalars, attention_stats, attention_sweep,
@@ -265,12 +265,13 @@ table(checks.rename(columns={"output_scale": "largest |output| (scale)"}),
 worst = checks[["output", "attention", "logits"]].max()
 put_many({"check_output_max": worst["output"], "check_attention_max": worst["attention"],
           "check_logits_max": worst["logits"]})
+put_many({f"check_{k}_max_text": readable(worst[k]) for k in ("output", "attention", "logits")})
 print(f"forward == forward_naive to 1e-5 on all {len(checks)} layers: {bool(worst.max() < 1e-5)}")
 
 # %% [markdown]
-# Over all layers the outputs differ by at most {glue:text}`check_output_max:.0e`, the maps by
-# {glue:text}`check_attention_max:.0e`, and the centred logits by
-# {glue:text}`check_logits_max:.0e`: single-precision rounding. The factorised form is the
+# Over all layers the outputs differ by at most {glue:text}`check_output_max_text`, the maps by
+# {glue:text}`check_attention_max_text`, and the centred logits by
+# {glue:text}`check_logits_max_text`: single-precision rounding. The factorised form is the
 # same function.
 #
 # ## What the attention reads
@@ -362,7 +363,7 @@ for half, (attn, h, C) in attention_inputs(fit0[MAP_BATTERY], *rows[MAP_BATTERY]
                           "rows": slopes.std(axis=0).mean() / rms}  # per hidden unit
 for half, sp in slope_spread.items():
     # under a 10 % spread across the units the rows of the map look alike: vertical stripes
-    put_many({f"{half}_slope_units": sp["units"], f"{half}_slope_rows": sp["rows"],
+    put_many({f"{half}_slope_units": sp["units"], f"{half}_slope_rows": sp["rows"], f"{half}_slope_rows_text": readable(sp["rows"]),
               f"{half}_pattern": "a set of vertical stripes" if sp["units"] < 0.1 else "a plaid"})
 
 # %% [markdown]
@@ -376,7 +377,7 @@ for half, sp in slope_spread.items():
 # relative to their root mean square, averaged over the data rows). The decoder's hidden units
 # are computed from $z$ alone, at a posterior mean that carries no information (chapter 2), so
 # its slopes are also the same for every data row (they vary between rows by
-# {glue:text}`decoder_slope_rows:.0e` of their root mean square, the encoder's by
+# {glue:text}`decoder_slope_rows_text` of their root mean square, the encoder's by
 # {glue:text}`encoder_slope_rows:.0%`): its row profile is fixed. Columns of embedding units
 # that the ReLU switches off ($C_j = 0$) share one colour. Moving the condition changes $C$, and
 # so the column pattern and its contrast.
@@ -401,7 +402,8 @@ write_table(stats, ctx.out_dir / "attention_stats.csv")
 dec = stats[stats.layer == "decoder"]
 put_many({"entropy_gap": (1 - stats["entropy_ratio"]).abs().max(), "max_weight_max": stats["max_weight_x_tk"].max(),
           "rank1_gap": 1 - stats["rank1_share"].min(), "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
-table(stats.rename(columns={"entropy_ratio": "entropy / log 64", "max_weight_x_tk": "largest weight x 64",
+put_many({f"{k}_text": readable(glued()[k]) for k in ("entropy_gap", "rank1_gap")})
+table(stats.rename(columns={"entropy_ratio": "entropy / log 64", "max_weight_x_tk": "mean largest weight x 64",
                             "deviation": "mean |64 att - 1|", "rank1_share": "rank-one share",
                             "change_soc": "moves, SOC 5 to 50 %", "change_soh": "moves, SOH low to high"}),
       "Summary of the attention maps of every row (case 0, first seed)", digits=4)
@@ -411,10 +413,10 @@ print(f"every map within 1 % of the uniform entropy: {bool(stats['entropy_ratio'
 print(f"departure from uniform is rank one to 95 % in every layer: {bool(stats['rank1_share'].min() > 0.95)}")
 
 # %% [markdown]
-# In every layer the mean row entropy is within {glue:text}`entropy_gap:.1e` (relative) of the
+# In every layer the mean row entropy is within {glue:text}`entropy_gap_text` (relative) of the
 # uniform $\log 64$, a row's largest weight is on average at most
 # {glue:text}`max_weight_max:.2f` times the uniform $1/64$, and the share of each departure from
-# uniform carried by one outer product is within {glue:text}`rank1_gap:.1e` of 1. In the decoder
+# uniform carried by one outer product is within {glue:text}`rank1_gap_text` of 1. In the decoder
 # the map moves more from 5 to 50 % SOC than from the lowest to the highest SOH for
 # {glue:text}`n_soc_dominates:.0f` of the {glue:text}`n_batteries:.0f` battery types. Reading the maps as hidden units that
 # each attend to particular condition units would over-interpret them: the trained attention is
@@ -526,12 +528,12 @@ write_json({"profile": ctx.profile.name, "epochs": train.epochs, "seeds": list(c
 #   $C_j (a h_i + c)$ plus row constants, and the output is
 #   $\alpha \sum_j \mathrm{att}_{ij} C_j + \beta$: four scalars per head govern a
 #   {glue:text}`n_params_layer:,.0f`-parameter layer. battgen's factorised `forward` equals the
-#   textbook `forward_naive` to {glue:text}`check_output_max:.0e` on fresh and trained layers.
+#   textbook `forward_naive` to {glue:text}`check_output_max_text` on fresh and trained layers.
 # - Each hidden unit reads a soft mean/maximum/minimum of the condition embedding's values; the
 #   hidden unit only sets the temperature. In the trained generators the logits spread by at
 #   most {glue:text}`logit_spread_max:.2f`, so the 64 x 64 maps are close to uniform (a row's
 #   largest weight is on average at most {glue:text}`max_weight_max:.2f` times $1/64$), and their departure from uniform is an outer
-#   product (its rank-one share within {glue:text}`rank1_gap:.1e` of 1): in the
+#   product (its rank-one share within {glue:text}`rank1_gap_text` of 1): in the
 #   {glue:text}`map_battery` generator {glue:text}`encoder_pattern` in the encoder and
 #   {glue:text}`decoder_pattern` in the decoder, whose column pattern moves with the condition.
 # - Replacing the attention by concatenation gives a mean Phase-2 MAPE of

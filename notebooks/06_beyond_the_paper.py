@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import counted, glue_key, put, setup_chapter, table
+from battgen.book import counted, glue_key, put, readable, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import collapse_diagnostics, outside_training_range
 from battgen.estimator import SOHEstimator
@@ -305,14 +305,6 @@ collapse = pd.DataFrame([{"battery": s.battery, "generator": name,
                           **collapse_diagnostics(f, s.train[FEATURES].to_numpy(float), s.train[["soc", "soh"]].to_numpy(float))}
                          for name, part in (("paper", fits[:4]), ("cvae_plus", fits[4:])) for s, f in zip(case1, part)])
 write_table(collapse, out_dir / "latent_collapse.csv")
-
-
-def readable(v):
-    """Two significant digits; below 0.01 as a power of ten (3.4 × 10⁻⁵), never as 3.4e-05."""
-    if not np.isfinite(v) or v == 0 or abs(v) >= 0.01:
-        return f"{v:.2g}" if abs(v) < 100 else f"{v:.0f}"
-    mantissa, exponent = f"{v:.1e}".split("e")
-    return f"{mantissa} × 10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 for key, gen, col, agg in (("collapse_kl_paper", "paper", "kl_last_epoch", "max"),

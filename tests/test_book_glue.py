@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from battgen.book import and_join, counted, glue_key, source_block
+from battgen.book import and_join, counted, glue_key, readable, source_block
 from battgen.model import CVAE, loss_terms
 
 
@@ -28,3 +28,11 @@ def test_counts_and_lists_read_as_prose():
     assert counted(2, "battery", "batteries") == "2 batteries" and counted(1, "battery", "batteries") == "1 battery"
     assert [and_join(x) for x in ([], ["a"], ["a", "b"], ("a", "b", "c"))] == ["", "a", "a and b", "a, b and c"]
     assert and_join(i for i in (1, 2)) == "1 and 2"
+
+
+def test_readable_writes_small_numbers_as_powers_of_ten():
+    assert readable(3.4e-5) == "3.4 × 10⁻⁵"
+    assert readable(4.440892098500626e-16) == "4.4 × 10⁻¹⁶"
+    assert readable(-2e-3) == "-2.0 × 10⁻³"
+    assert readable(0.0123) == "0.012" and readable(1.5) == "1.5" and readable(250.4) == "250"
+    assert readable(0) == "0" and readable(float("nan")) == "nan"

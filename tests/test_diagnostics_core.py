@@ -114,7 +114,13 @@ def test_paired_difference():
     b.loc[b.battery_id == "b1", FEATURES] += 0.003
     diff = diagnostics.paired_difference_mv(a, b.iloc[::-1])
     assert diff["n"] == len(a) and diff["max_mv"] == pytest.approx(3.0) and diff["mean_mv"] == pytest.approx(1.0)
-    assert diagnostics.paired_difference_mv(a, a)["max_mv"] == 0
+    assert diff["soh_max"] == 0 and diff["soh_n_differ"] == 0
+    same = diagnostics.paired_difference_mv(a, a)
+    assert same["max_mv"] == 0 and same["soh_n_differ"] == 0
+    relabelled = a.copy()
+    relabelled.loc[relabelled.index[:3], "soh"] += 4e-16  # a last-bit difference counts
+    labels = diagnostics.paired_difference_mv(a, relabelled)
+    assert labels["max_mv"] == 0 and labels["soh_n_differ"] == 3 and 0 < labels["soh_max"] < 1e-15
     with pytest.raises(ValueError, match="share no"):
         diagnostics.paired_difference_mv(a, b.assign(battery_id="other"))
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from battgen.data import FEATURES, load_pulsebat
 from battgen.estimator import ESTIMATOR_GENERATORS, SOHEstimator

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "put", "put_many", "source_block"]
+__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "put", "put_many", "readable", "source_block"]
 
 _GLUED: dict[str, str | int | float] = {}  # every value put() glued in this kernel, in order
 
@@ -59,6 +59,18 @@ def and_join(items: Iterable[Any]) -> str:
     """Items as the prose lists them: ``"a"``, ``"a and b"``, ``"a, b and c"`` (``""`` for none)."""
     words = [str(i) for i in items]
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def readable(value: float) -> str:
+    """A number for the prose in two significant digits; below 0.01 as a power of ten
+    (``readable(3.4e-5) == "3.4 × 10⁻⁵"``), never as ``3.4e-05``; 100 and above without decimals."""
+    import math
+
+    v = float(value)
+    if not math.isfinite(v) or v == 0 or abs(v) >= 0.01:
+        return f"{v:.2g}" if not math.isfinite(v) or abs(v) < 100 else f"{v:.0f}"
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa} × 10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 def source_block(obj: Any, *, dedent: bool = True) -> str:

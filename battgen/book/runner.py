@@ -23,7 +23,6 @@ an outdated chapter; the runner goes on with the other chapters and exits 1.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from battgen.book.notebook import INLINE_BACKEND, clean_executed, missing_figures, portable_path
-from battgen.book.profiles import PROFILES
 from battgen.book.profiles import profile as resolve_profile
 from battgen.io import _tree_fingerprint, atomic_path, package_fingerprint
 

@@ -44,7 +44,7 @@ from battgen.data import FEATURES
 from battgen.evaluation.core import constant_predictions
 from battgen.evaluation.split import derive_seed, grouped_folds, held_out_folds
 from battgen.evaluation.stats import cluster_bootstrap
-from battgen.invariant_estimator import NEW_METHODS, RIDGE_ALPHAS, InvariantEstimator, augmented_rows, grouped_ridge_alpha  # noqa: F401 (re-exported)
+from battgen.invariant_estimator import NEW_METHODS, InvariantEstimator, augmented_rows, grouped_ridge_alpha
 from battgen.io import progress_bar
 from battgen.protocol import ALL_SOC, soc_percent
 from battgen.soh import absolute_percentage_errors
