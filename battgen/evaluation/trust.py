@@ -18,6 +18,7 @@ import pandas as pd
 
 from battgen.data import BATTERIES, FEATURES, battery_frames
 from battgen.evaluation.split import held_out_folds
+from battgen.evaluation.stats import cluster_bootstrap
 from battgen.protocol import soc_percent
 
 __all__ = ["TRUST_COLUMNS", "run_trust_benchmark", "soh_terciles", "coverage_summary", "run_ood_matrix"]
@@ -74,15 +75,23 @@ def soh_terciles(pulses: pd.DataFrame) -> pd.Series:
     return pulses.merge(per_battery[["battery", "battery_id", "tercile"]], on=["battery", "battery_id"], how="left")["tercile"]
 
 
-def coverage_summary(pulses: pd.DataFrame, by: Sequence[str] = ("battery",)) -> pd.DataFrame:
-    """Per ``by`` group: the share of pulses whose interval holds the true SOH (``coverage``), the
-    mean interval width in SOH points (``width_pts``, 1 point = 1 % of nominal capacity), the
-    share flagged as novel (``flagged``), ``n`` pulses and ``n_batteries``."""
+def coverage_summary(pulses: pd.DataFrame, by: Sequence[str] = ("battery",), confidence: float = 0.95,
+                     n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per ``by`` group: the share of pulses whose interval holds the true SOH (``coverage``), with a
+    ``confidence`` interval that resamples physical batteries (``coverage_low``, ``coverage_high``:
+    a battery's pulses at every level, seed and fold are drawn together), the mean interval width
+    in SOH points (``width_pts``, 1 point = 1 % of nominal capacity), the share flagged as novel
+    (``flagged``), ``n`` pulses and ``n_batteries``."""
     d = pulses.assign(_in=(pulses["soh"] >= pulses["lower"]) & (pulses["soh"] <= pulses["upper"]),
                       _w=100.0 * (pulses["upper"] - pulses["lower"]))
     out = d.groupby(list(by), sort=False).agg(coverage=("_in", "mean"), width_pts=("_w", "mean"),
                                               flagged=("flagged", "mean"), n=("soh", "size"),
                                               n_batteries=("cell", "nunique"))
+    bounds = {key: cluster_bootstrap(g["_in"].to_numpy(float), g["cell"].to_numpy(), confidence, n_boot, seed)[1:]
+              for key, g in d.groupby(list(by), sort=False)}
+    keys = [k if isinstance(k, tuple) else (k,) for k in out.index]  # a one-key index holds scalars
+    out.insert(1, "coverage_low", [bounds[k][0] for k in keys])
+    out.insert(2, "coverage_high", [bounds[k][1] for k in keys])
     return out.reset_index()
 
 
