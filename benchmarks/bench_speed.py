@@ -14,10 +14,14 @@ Rows (each with the machine's 1-minute load average before it and the highest se
   record, also the grid against 4 of the warmed-up in-process fits of the first row (a stricter
   comparison than like for like: the grid pays its process start and imports, those fits do not);
 - with one other CPU-bound process started by this script (``while True: pass``, killed after each
-  measurement, at most 15 minutes), the one fit, the grid, ``battgen train`` and ``battgen train
-  --generator cvae`` again: loaded time / quiet time (goal: at most 2);
+  measurement, at most 15 minutes), the one fit, the grid, ``battgen train``, ``battgen train
+  --generator cvae``, ``battgen estimate`` and ``battgen extract-features`` again: loaded time /
+  quiet time (goal: at most 2);
 - ``battgen train`` end to end (process start to model file written) with the default generator
   (goal 3 s) and with ``--generator cvae`` (goal 5 s), and ``battgen --help`` (goal 0.5 s);
+- ``battgen estimate`` (every LMO 10 Ah pulse, 90 % intervals) and ``battgen extract-features`` (the
+  two workstep files) end to end, median of 3, for the record, and again with one other busy
+  process (goal: at most 2x the quiet time), so that every command that computes is timed under load;
 - with ``--unit-tests``: the unit-test part of ``make test`` (``pytest -n 2 tests``), for the record;
 - with ``--book``: ``make book`` (full profile: every chapter executed, then the site built) in a
   temporary clean clone of this repository (goal 8 min), and the leak-free study of chapter 06
@@ -228,6 +232,35 @@ def _timed_commands(table: Table, out: str, ours, t_fit: float, t_plain: float, 
         t_help = statistics.median([command(battgen("--help"))[0] for _ in range(3)])
     table.add("battgen --help", t_help, "s", "goal", 0.5, None, "< 0.5 s", t_help < 0.5, load)
 
+    # the other two commands that do work here (fetch is a download): no goal of their own when quiet,
+    # but under load they too must stay within 2x
+    from battgen.data import REGISTRY, fetch, load_pulsebat
+
+    pulses = Path(out) / "pulses.csv"  # every LMO 10 Ah pulse at 5-50 %, estimated by the first model trained above
+    load_pulsebat("LMO10").to_csv(pulses, index=False)
+    workstep = Path(out) / "workstep"  # the two workstep files, verified (from $BATTGEN_DATA_DIR or the cache)
+    workstep.mkdir()
+    for key in (k for k in REGISTRY if k.startswith("workstep/")):
+        shutil.copy(fetch(key), workstep / Path(key).name)
+    outputs = iter(range(1000))
+
+    def estimate() -> list[str]:
+        return battgen("estimate", str(pulses), "--model", str(Path(out) / "model0.pt"), "--interval", "0.9",
+                       "--out", str(Path(out) / f"estimates{next(outputs)}.csv"))
+
+    def extract() -> list[str]:
+        return battgen("extract-features", str(workstep), "--no-progress",
+                       "--out", str(Path(out) / f"features{next(outputs)}.csv"))
+
+    with LoadWatch() as load:
+        t_estimate = statistics.median([command(estimate())[0] for _ in range(3)])
+    table.add("battgen estimate (950 pulses, 90 % intervals), end to end", t_estimate, "s", "(no goal when quiet)", None,
+              None, "", None, load)
+    with LoadWatch() as load:
+        t_extract = statistics.median([command(extract())[0] for _ in range(3)])
+    table.add("battgen extract-features (2 workstep files), end to end", t_extract, "s", "(no goal when quiet)", None,
+              None, "", None, load)
+
     if not args.skip_load:
         with busy_process(), LoadWatch() as load:
             t_fit_busy = median_time(ours)
@@ -245,6 +278,14 @@ def _timed_commands(table: Table, out: str, ours, t_fit: float, t_plain: float, 
             t_cvae_busy, _ = command(train("--generator", "cvae"))
         table.add("battgen train --generator cvae, one other busy process", t_cvae_busy, "s", "same, quiet (above)",
                   t_cvae, t_cvae_busy / t_cvae, "<= 2x slower", t_cvae_busy <= 2 * t_cvae, load)
+        with busy_process(), LoadWatch() as load:
+            t_estimate_busy = statistics.median([command(estimate())[0] for _ in range(3)])
+        table.add("battgen estimate, one other busy process", t_estimate_busy, "s", "same, quiet (above)", t_estimate,
+                  t_estimate_busy / t_estimate, "<= 2x slower", t_estimate_busy <= 2 * t_estimate, load)
+        with busy_process(), LoadWatch() as load:
+            t_extract_busy = statistics.median([command(extract())[0] for _ in range(3)])
+        table.add("battgen extract-features, one other busy process", t_extract_busy, "s", "same, quiet (above)",
+                  t_extract, t_extract_busy / t_extract, "<= 2x slower", t_extract_busy <= 2 * t_extract, load)
 
     if args.unit_tests:
         with LoadWatch() as load:
