@@ -26,7 +26,8 @@ Rows (each with the machine's 1-minute load average before it and the highest se
 - with ``--book``: ``make book`` (full profile: every chapter executed, then the site built) in a
   temporary clean clone of this repository (goal 8 min), and the leak-free study of chapter 06
   (5 seeds x 3 folds x 4 types x 8 cases) timed by papermill inside that run (goal 3 min);
-- with ``--tests``: ``make test`` in a temporary clean clone (goal 5 min).
+- with ``--tests``: ``make test`` in a temporary clean clone (goal 5 min), and again in a new clean
+  clone with one other busy process (goal: at most 2x the quiet time; ``--skip-load`` skips it).
 
 The clean clones share this process's virtualenv (``.venv`` is a link to it, and the clone's
 ``pyproject.toml`` is dated before the virtualenv's setup stamp, so make installs nothing) and read the data from ``$BATTGEN_DATA_DIR``; ``PYTHONPATH``
@@ -354,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
             notes += step_lines(clone, "test") + failed
         table.add("make test (clean clone)" + (" FAILED" if failed else ""), t_tests, "s", "goal", 300.0, None,
                   "<= 5 min", t_tests <= 300 and not failed, load)
+        if not args.skip_load:  # the heaviest command a developer runs, with the machine shared
+            with clean_clone() as (clone, env), busy_process(), LoadWatch() as load:
+                t_tests_busy, failed = make(clone, env, "test")
+                notes += [f"make test, busy: {line}" for line in failed]
+            table.add("make test, one other busy process" + (" FAILED" if failed else ""), t_tests_busy, "s",
+                      "same, quiet (above)", t_tests, t_tests_busy / t_tests, "<= 2x slower",
+                      t_tests_busy <= 2 * t_tests and not failed, load)
 
     print(f"\nmachine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), Python {sys.version.split()[0]}")
     table.print()
