@@ -43,7 +43,7 @@ import pandas as pd
 import seaborn as sns
 
 from battgen import plotting
-from battgen.book import glue_key, put, put_many, setup_chapter, table
+from battgen.book import glue_key, percent, put, put_many, setup_chapter, table
 from battgen.data import BATTERIES, FEATURES, fetch
 from battgen.features import pulse_points
 from battgen.invariant import relaxation_differences, variance_shares
@@ -199,11 +199,11 @@ ax1.set_xticks(range(1, 22, 2));
 # ({glue:text}`step_r_lo_lfp35:.2f` to {glue:text}`step_r_hi_lfp35:.2f`) and
 # {glue:text}`step_dir_nmc2_1:s` for NMC 2.1 Ah ({glue:text}`step_r_lo_nmc2_1:.2f` to
 # {glue:text}`step_r_hi_nmc2_1:.2f`). Over all levels, SOC explains
-# {glue:text}`step_soc_nmc2_1:.0%` of the step's variance for NMC 2.1 Ah,
-# {glue:text}`step_soc_lmo10:.0%` for LMO 10 Ah, {glue:text}`step_soc_nmc21:.0%` for NMC 21 Ah and
-# {glue:text}`step_soc_lfp35:.0%` for LFP 35 Ah; SOH explains {glue:text}`step_soh_nmc2_1:.0%`,
-# {glue:text}`step_soh_lmo10:.0%`, {glue:text}`step_soh_nmc21:.0%` and
-# {glue:text}`step_soh_lfp35:.0%` (the decomposition of the next section). The ohmic step has to
+# {glue:text}`step_soc_nmc2_1_pct` of the step's variance for NMC 2.1 Ah,
+# {glue:text}`step_soc_lmo10_pct` for LMO 10 Ah, {glue:text}`step_soc_nmc21_pct` for NMC 21 Ah and
+# {glue:text}`step_soc_lfp35_pct` for LFP 35 Ah; SOH explains {glue:text}`step_soh_nmc2_1_pct`,
+# {glue:text}`step_soh_lmo10_pct`, {glue:text}`step_soh_nmc21_pct` and
+# {glue:text}`step_soh_lfp35_pct` (the decomposition of the next section). The ohmic step has to
 # be checked per design before it is read as a sign of ageing.
 
 # %% tags=["hide-input"]
@@ -222,8 +222,8 @@ step_shares = variance_shares(df, ["ohmic_1p5C"]).set_index("battery")
 step_r = df.groupby(["battery", "soc_pct"])[["ohmic_1p5C", "soh"]].corr().xs("soh", level=2)["ohmic_1p5C"].unstack()
 for b in BATTERIES:
     r, k = step_r.loc[b], glue_key(b)
-    put(f"step_soc_{k}", step_shares.loc[b, "share_soc"])
-    put(f"step_soh_{k}", step_shares.loc[b, "share_soh"])
+    put(f"step_soc_{k}_pct", percent(step_shares.loc[b, "share_soc"]))
+    put(f"step_soh_{k}_pct", percent(step_shares.loc[b, "share_soh"]))
     put(f"step_r_lo_{k}", r.min())
     put(f"step_r_hi_{k}", r.max())
     put(f"step_dir_{k}", "grows as SOH falls at every SOC level" if (r < 0).all() else
@@ -275,21 +275,21 @@ ax.legend(title=None, loc="center right");
 write_table(shares, ctx.out_dir / "variance_shares.csv")
 write_json(summary | {"median_share_soc": confounding["SOC (eta^2)"].to_dict(),
                       "median_share_soh": confounding["SOH (r^2)"].to_dict()}, ctx.out_dir / "summary.json")
-put("median_share_soc", shares["SOC (eta^2)"].median())
-put("median_share_soh", shares["SOH (r^2)"].median())
-put("min_share_soc", shares["SOC (eta^2)"].min())
-put("max_share_soh", shares["SOH (r^2)"].max())
+put("median_share_soc_pct", percent(shares["SOC (eta^2)"].median()))
+put("median_share_soh_pct", percent(shares["SOH (r^2)"].median()))
+put("min_share_soc_pct", percent(shares["SOC (eta^2)"].min()))
+put("max_share_soh_pct", percent(shares["SOH (r^2)"].max()))
 u1_by_soc = df[df.battery == "LMO10"].groupby("soc_pct").U1.mean()
 put("u1_rise_lmo10", u1_by_soc.iloc[-1] - u1_by_soc.iloc[0])
 differences = relaxation_differences(df)  # U_k - U1
 diff_shares = variance_shares(pd.concat([df, differences], axis=1), list(differences.columns))
 write_table(diff_shares, ctx.out_dir / "variance_shares_differences.csv")
-put("median_share_soc_diff", diff_shares["share_soc"].median())
-put("diff_soc_below_half", (diff_shares["share_soc"] < 0.5).mean())
+put("median_share_soc_diff_pct", percent(diff_shares["share_soc"].median()))
+put("diff_soc_below_half_pct", percent((diff_shares["share_soc"] < 0.5).mean()))
 
 # %% [markdown]
-# In every battery type SOC explains at least {glue:text}`min_share_soc:.0%` of each feature's
-# variance, SOH at most {glue:text}`max_share_soh:.0%`. A regressor trained on samples from some
+# In every battery type SOC explains at least {glue:text}`min_share_soc_pct` of each feature's
+# variance, SOH at most {glue:text}`max_share_soh_pct`. A regressor trained on samples from some
 # SOC levels and applied at another one would read the SOC shift as a change in SOH. Measuring every retired battery at every SOC is what the
 # paper avoids: its generative model produces the pulse response at SOC levels that were not
 # measured (chapters 2-4).
@@ -298,8 +298,8 @@ put("diff_soc_below_half", (diff_shares["share_soc"] < 0.5).mean())
 # rises by {glue:text}`u1_rise_lmo10:.2f` V from {glue:text}`soc_min_pct:d` to
 # {glue:text}`soc_max_pct:d` % SOC. A large SOC share of U1-U21 therefore does not show that the
 # pulse response itself is governed by SOC: in the differences $U_k - U_1$, where the rest voltage
-# cancels, SOC explains a median {glue:text}`median_share_soc_diff:.0%` of the variance, and less
-# than half of it in {glue:text}`diff_soc_below_half:.0%` of the feature x type pairs. Chapter 7
+# cancels, SOC explains a median {glue:text}`median_share_soc_diff_pct` of the variance, and less
+# than half of it in {glue:text}`diff_soc_below_half_pct` of the feature x type pairs. Chapter 7
 # builds its SOC-invariant features on this.
 #
 # ## Summary
@@ -312,8 +312,8 @@ put("diff_soc_below_half", (diff_shares["share_soc"] < 0.5).mean())
 # - U1-U21 are the turning-point voltages of a 5 s pulse sequence: the rest voltage, then the
 #   start and end of the 0.5 C and 1 C charge/discharge pulses with their rests and of the
 #   +1.5 C pulse with its rest.
-# - Over all types and features, the SOC level explains a median {glue:text}`median_share_soc:.0%`
-#   of a feature's variance (at least {glue:text}`min_share_soc:.0%`) and SOH
-#   {glue:text}`median_share_soh:.0%`: SOC must be accounted for, and data at unmeasured SOC levels
+# - Over all types and features, the SOC level explains a median {glue:text}`median_share_soc_pct`
+#   of a feature's variance (at least {glue:text}`min_share_soc_pct`) and SOH
+#   {glue:text}`median_share_soh_pct`: SOC must be accounted for, and data at unmeasured SOC levels
 #   are what the generative model has to supply. In the differences $U_k - U_1$, where the rest
-#   voltage cancels, SOC explains a median {glue:text}`median_share_soc_diff:.0%`.
+#   voltage cancels, SOC explains a median {glue:text}`median_share_soc_diff_pct`.

@@ -57,7 +57,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import glued, put, put_many, readable, setup_chapter, source_block, table
+from battgen.book import glued, percent, put, put_many, readable, setup_chapter, source_block, table
 from battgen.config import TrainConfig
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (between_battery_spread_mv, decoder_variance, feature_errors, latent_usage,
@@ -393,6 +393,7 @@ soc_span = min((m.max() - m.min()).min() for m in soc_means.values())
 between_mv = between_battery_spread_mv(frames.values())
 put_many({"soc_span_mv_min": 1000 * soc_span, "between_battery_mv": between_mv,
           "z_vs_batteries": usage["decoder_range_mv"].max() / between_mv})
+put("z_vs_batteries_pct", percent(glued()["z_vs_batteries"]))
 print(f"active latent units over all {len(usage)} fits: {int(usage['active_units'].sum())}")
 print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {bool(usage['decoder_range_mv'].max() < 50)}")
 
@@ -406,7 +407,7 @@ print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {b
 # {glue:text}`between_battery_mv:.0f` mV (standard deviation over the batteries of a type,
 # averaged over features, levels and types). This is posterior collapse: the code carries no
 # information about the pulse. The decoder still responds to it, over six prior standard deviations
-# by at most {glue:text}`z_vs_batteries:.0%` of the spread between batteries at one level, but that
+# by at most {glue:text}`z_vs_batteries_pct` of the spread between batteries at one level, but that
 # variation says nothing about the battery: what the generator knows of a pulse is its condition,
 # $\hat{x} = f(\mathrm{SOC}, \mathrm{SOH})$ plus noise from the code. Decoding
 # $z \sim \mathcal{N}(0, I)$ at a condition gives one voltage profile per
@@ -695,7 +696,7 @@ print(by_battery.rename(index=plotting.label).round(2).to_string())
 #   KL term at most {glue:text}`kl_final_max_text` nats: the latent space collapses. Over all fits
 #   {glue:text}`active_units_text` active, and moving $z$ over six prior
 #   standard deviations moves a decoded voltage by at most
-#   {glue:text}`decoder_range_mv_max:.1f` mV, {glue:text}`z_vs_batteries:.0%` of the spread between
+#   {glue:text}`decoder_range_mv_max:.1f` mV, {glue:text}`z_vs_batteries_pct` of the spread between
 #   batteries at one SOC level ({glue:text}`between_battery_mv:.0f` mV). The code carries no
 #   information about the pulse, and sampling it adds at most that much variation.
 # - Whether the collapse is what the ELBO asks for depends on the variance that SOC and SOH leave

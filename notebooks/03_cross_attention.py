@@ -53,7 +53,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import glued, put, put_many, readable, setup_chapter, source_block, table
+from battgen.book import glued, percent, put, put_many, readable, setup_chapter, source_block, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (attention_agreement, attention_departure, attention_inputs, attention_layers,
                                  attention_logit_range, attention_scalars, attention_stats, attention_sweep,
@@ -134,10 +134,11 @@ print("same as torch.nn.functional.scaled_dot_product_attention:", bool(np.allcl
 sharp = np.exp(3 * logits[0] - (3 * logits[0]).max())
 sharp /= sharp.sum()  # first query's weights with W_q tripled (exercise below)
 put_many({"toy_w12": weights[0, 1], "toy_sharp_1": sharp[0], "toy_sharp_2": sharp[1], "toy_sharp_3": sharp[2]})
+put("toy_w12_pct", percent(weights[0, 1]))
 
 # %% [markdown]
 # The first query token, $q_1 = (1, 0)$, matches the key of the second context token best
-# ($q_1 \cdot k_2 = 2$) and takes {glue:text}`toy_w12:.0%` of its read-out from it; the second,
+# ($q_1 \cdot k_2 = 2$) and takes {glue:text}`toy_w12_pct` of its read-out from it; the second,
 # $q_2 = (0, 2)$, matches the first and second keys equally. Each output row is a mix of the three
 # value rows.
 #
@@ -364,6 +365,7 @@ for half, (attn, h, C) in attention_inputs(fit0[MAP_BATTERY], *rows[MAP_BATTERY]
 for half, sp in slope_spread.items():
     # under a 10 % spread across the units the rows of the map look alike: vertical stripes
     put_many({f"{half}_slope_units": sp["units"], f"{half}_slope_rows": sp["rows"], f"{half}_slope_rows_text": readable(sp["rows"]),
+              f"{half}_slope_units_pct": percent(sp["units"], 1), f"{half}_slope_rows_pct": percent(sp["rows"]),
               f"{half}_pattern": "a set of vertical stripes" if sp["units"] < 0.1 else "a plaid"})
 
 # %% [markdown]
@@ -371,14 +373,14 @@ for half, sp in slope_spread.items():
 # close to the outer product of a row profile (the slopes $s_i$, set by the hidden units) and a
 # column profile (the embedding values around their mean, set by the condition). The rows of
 # the map differ only as much as the slopes differ across the hidden units: in the
-# {glue:text}`map_battery` generator by {glue:text}`encoder_slope_units:.1%` in the
-# encoder, whose map is {glue:text}`encoder_pattern`, and by {glue:text}`decoder_slope_units:.1%`
+# {glue:text}`map_battery` generator by {glue:text}`encoder_slope_units_pct` in the
+# encoder, whose map is {glue:text}`encoder_pattern`, and by {glue:text}`decoder_slope_units_pct`
 # in the decoder, whose map is {glue:text}`decoder_pattern` (standard deviation over the units
 # relative to their root mean square, averaged over the data rows). The decoder's hidden units
 # are computed from $z$ alone, at a posterior mean that carries no information (chapter 2), so
 # its slopes are also the same for every data row (they vary between rows by
 # {glue:text}`decoder_slope_rows_text` of their root mean square, the encoder's by
-# {glue:text}`encoder_slope_rows:.0%`): its row profile is fixed. Columns of embedding units
+# {glue:text}`encoder_slope_rows_pct`): its row profile is fixed. Columns of embedding units
 # that the ReLU switches off ($C_j = 0$) share one colour. Moving the condition changes $C$, and
 # so the column pattern and its contrast.
 #

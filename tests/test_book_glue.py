@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from battgen.book import and_join, counted, glue_key, readable, source_block
+from battgen.book import and_join, counted, glue_key, percent, readable, source_block
 from battgen.model import CVAE, loss_terms
 
 
@@ -36,3 +36,7 @@ def test_readable_writes_small_numbers_as_powers_of_ten():
     assert readable(-2e-3) == "-2.0 × 10⁻³"
     assert readable(0.0123) == "0.012" and readable(1.5) == "1.5" and readable(250.4) == "250"
     assert readable(0) == "0" and readable(float("nan")) == "nan"
+
+
+def test_percent_writes_a_share_as_the_prose_does():
+    assert percent(0.953) == "95 %" and percent(0.0123, 1) == "1.2 %" and percent(1) == "100 %"

@@ -110,6 +110,20 @@ def test_no_page_shows_myst_markup_instead_of_what_it_stands_for(pages):
     assert not found, "unrendered MyST roles:\n" + "\n".join(found[:20])
 
 
+def test_the_prose_writes_a_percentage_with_a_space_before_the_sign(pages):
+    """Typed and glued percentages read alike ("95 %"); a glued share formatted with ``:.0%`` reads "95%"."""
+    found = []
+    for name, path in pages.items():
+        page = _soup(path)
+        for skip in page.select("div.cell, div.highlight, pre, table, .math, script, style"):  # code, tables, formulas
+            skip.decompose()
+        for block in page.select("article p, article li"):
+            text = block.get_text(" ")
+            found += [f"{name}: {text[max(0, m.start() - 50):m.end() + 20]!r}" for m in re.finditer(r"\d%", text)]
+    found = list(dict.fromkeys(found))  # a paragraph inside a list item is seen twice
+    assert not found, "percentages without a space before the sign:\n" + "\n".join(found[:20])
+
+
 def test_mathjax_is_served_by_the_site_itself(pages):
     assert (SITE / "_static" / "mathjax" / "tex-svg.js").is_file()
     for name, path in pages.items():

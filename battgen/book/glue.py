@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "put", "put_many", "readable", "source_block"]
+__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "percent", "put", "put_many", "readable", "source_block"]
 
 _GLUED: dict[str, str | int | float] = {}  # every value put() glued in this kernel, in order
 
@@ -59,6 +59,12 @@ def and_join(items: Iterable[Any]) -> str:
     """Items as the prose lists them: ``"a"``, ``"a and b"``, ``"a, b and c"`` (``""`` for none)."""
     words = [str(i) for i in items]
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def percent(share: float, digits: int = 0) -> str:
+    """A share as the prose writes a percentage, with a space before the sign as in the typed text:
+    ``percent(0.953) == "95 %"``, ``percent(0.0123, 1) == "1.2 %"`` (``{:.0%}`` would give ``"95%"``)."""
+    return f"{100 * float(share):.{digits}f} %"
 
 
 def readable(value: float) -> str:
