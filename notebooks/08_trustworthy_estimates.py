@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import and_join, glue_key, put, setup_chapter, table
+from battgen.book import and_join, glue_key, percent, put, setup_chapter, table
 from battgen.data import BATTERIES, load_pulsebat
 from battgen.diagnostics import paired_difference_mv, soc_cap, u1_soh_correlation
 from battgen.evaluation.trust import coverage_summary, run_ood_matrix, run_trust_benchmark, soh_terciles
@@ -151,7 +151,7 @@ write_table(by_type, out_dir / "coverage_by_type.csv")
 table(by_type.rename(columns={"battery": "battery type", "coverage_low": "low", "coverage_high": "high",
                               "width_pts": "mean width (SOH points)", "flagged": "flagged as novel", "n": "pulses",
                               "n_batteries": "batteries"}),
-      f"Coverage of the {COVERAGE:.0%} interval (with a 95 % interval over batteries) and its width, held-out "
+      f"Coverage of the {percent(COVERAGE)} interval (with a 95 % interval over batteries) and its width, held-out "
       "batteries at all ten SOC levels",
       formats={"coverage": "{:.1%}", "low": "{:.1%}", "high": "{:.1%}", "flagged as novel": "{:.1%}"})
 
@@ -168,7 +168,7 @@ for b in BATTERIES:
     ax2.plot(range(3), t["coverage"], "o-", ms=4, color=colors[b], label=plotting.label(b))
 for ax in (ax1, ax2):
     ax.axhline(COVERAGE, color="0.3", ls=":", lw=1)
-    ax.set(ylabel=f"coverage of the {COVERAGE:.0%} interval", ylim=(0, 1.02))
+    ax.set(ylabel=f"coverage of the {percent(COVERAGE)} interval", ylim=(0, 1.02))
 for lv in (5, 25, 50):
     ax1.axvline(lv, color="0.85", lw=3, zorder=0)
 ax1.set(xlabel="SOC of the held-out pulse (%)", title="by SOC level (grey: measured levels)")
@@ -319,7 +319,7 @@ if len(caught):
 put("ood_3s_explain", "; ".join(explain))
 put("fa_max", 100 * by_type["flagged"].max())
 print(f"other designs flagged: median {100 * other['flagged'].median():.0f} %, "
-      f"{int((other['flagged'] >= OOD_MOST).sum())} of {len(other)} pairs at >= {OOD_MOST:.0%}")
+      f"{int((other['flagged'] >= OOD_MOST).sum())} of {len(other)} pairs at >= {percent(OOD_MOST)}")
 print("own 3 s pulses flagged:", width.round(3).to_dict(), "| 3 s - 5 s (mV):", {d: round(v, 1) for d, v in pw.items()})
 
 # %% [markdown]

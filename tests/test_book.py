@@ -461,6 +461,17 @@ def test_table_helper_rounds_labels_and_scrolls():
     assert repr(shown).splitlines()[0] == "What the table holds"
 
 
+def test_table_helper_writes_percentages_as_the_prose_does():
+    import pandas as pd
+
+    from battgen.book import table
+
+    frame = pd.DataFrame({"coverage": [0.9512, float("nan")], "share": [0.5, 0.25], "x": [0.123, 0.5]})
+    html = table(frame, "Shares", formats={"coverage": "{:.1%}", "share": "{:.0%}", "x": "{:.3f}"})._repr_html_()
+    assert "95.1 %" in html and "50 %" in html and "25 %" in html and "0.123" in html
+    assert "95.1%" not in html and ">-<" in html  # a missing share is still the dash
+
+
 def test_citation_and_launch_buttons_use_the_one_repository_url():
     import yaml
 

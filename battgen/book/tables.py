@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ class Table:
     """A data frame shown as a styled HTML table inside a horizontally scrolling box (``battgen-table``).
 
     The caption says what the table holds; numbers are rounded to ``digits`` decimals (``formats``
-    maps a column to a format string or a function instead); ``index=False`` hides the row labels.
+    maps a column to a format string or a function instead; a percentage format such as
+    ``"{:.1%}"`` is written as the prose writes it, ``"95.1 %"``); ``index=False`` hides the row labels.
     In a terminal (``repr``) it prints as plain text with the caption on top.
     """
 
@@ -29,7 +31,8 @@ class Table:
         import pandas as pd
 
         # one format call: columns without an entry in ``formats`` get ``digits`` decimals
-        styler = self.frame.style.format(self.formats or None, precision=self.digits, thousands=",", na_rep="-")
+        formats = {column: _spaced_percent(f) for column, f in self.formats.items()}
+        styler = self.frame.style.format(formats or None, precision=self.digits, thousands=",", na_rep="-")
         if not self.index:
             styler = styler.hide(axis="index")
         long_text = [c for c in self.frame.columns if not pd.api.types.is_numeric_dtype(self.frame[c])
@@ -45,6 +48,17 @@ class Table:
     def __repr__(self) -> str:
         shown = self.frame.round(self.digits)
         return f"{self.caption}\n{shown.to_string(index=self.index)}"
+
+
+def _spaced_percent(fmt: Any) -> Any:
+    """``"{:.1%}"`` as a function writing ``"95.1 %"`` (:func:`battgen.book.glue.percent`); any other format as it is."""
+    match = re.fullmatch(r"\{:\.(\d+)%\}", fmt) if isinstance(fmt, str) else None
+    if match is None:
+        return fmt
+    from battgen.book.glue import percent
+
+    digits = int(match.group(1))
+    return lambda value: percent(value, digits)
 
 
 def table(frame: pd.DataFrame, caption: str, *, digits: int = 2, formats: Mapping[Any, Any] | None = None,
