@@ -159,6 +159,11 @@ def battgen(*args: str) -> list[str]:
     return [sys.executable, "-m", "battgen.cli", *args]
 
 
+def median_command(make_args, repeat: int = 3) -> float:
+    """Median wall seconds of ``repeat`` fresh processes, each running the arguments ``make_args()`` returns."""
+    return statistics.median([command(make_args())[0] for _ in range(repeat)])
+
+
 def median_time(fn, repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
@@ -230,7 +235,7 @@ def _timed_commands(table: Table, out: str, ours, t_fit: float, t_plain: float, 
         t_cvae, _ = command(train("--generator", "cvae"))
     table.add("battgen train --generator cvae, end to end", t_cvae, "s", "goal", 5.0, None, "<= 5 s", t_cvae <= 5, load)
     with LoadWatch() as load:
-        t_help = statistics.median([command(battgen("--help"))[0] for _ in range(3)])
+        t_help = median_command(lambda: battgen("--help"))
     table.add("battgen --help", t_help, "s", "goal", 0.5, None, "< 0.5 s", t_help < 0.5, load)
 
     # the other two commands that do work here (fetch is a download): no goal of their own when quiet,
@@ -254,39 +259,28 @@ def _timed_commands(table: Table, out: str, ours, t_fit: float, t_plain: float, 
                        "--out", str(Path(out) / f"features{next(outputs)}.csv"))
 
     with LoadWatch() as load:
-        t_estimate = statistics.median([command(estimate())[0] for _ in range(3)])
+        t_estimate = median_command(estimate)
     table.add("battgen estimate (950 pulses, 90 % intervals), end to end", t_estimate, "s", "(no goal when quiet)", None,
               None, "", None, load)
     with LoadWatch() as load:
-        t_extract = statistics.median([command(extract())[0] for _ in range(3)])
+        t_extract = median_command(extract)
     table.add("battgen extract-features (2 workstep files), end to end", t_extract, "s", "(no goal when quiet)", None,
               None, "", None, load)
 
     if not args.skip_load:
-        with busy_process(), LoadWatch() as load:
-            t_fit_busy = median_time(ours)
-        table.add("one CVAE fit, one other busy process", t_fit_busy, "s", "same, quiet (above)", t_fit,
-                  t_fit_busy / t_fit, "<= 2x slower", t_fit_busy <= 2 * t_fit, load)
-        with busy_process(), LoadWatch() as load:
-            t_grid_busy, _ = command(grid_cmd())
-        table.add("5 s grid, one other busy process", t_grid_busy, "s", "same, quiet (above)", t_grid,
-                  t_grid_busy / t_grid, "<= 2x slower", t_grid_busy <= 2 * t_grid, load)
-        with busy_process(), LoadWatch() as load:
-            t_train_busy, _ = command(train())
-        table.add("battgen train (default generator), one other busy process", t_train_busy, "s", "same, quiet (above)",
-                  t_train, t_train_busy / t_train, "<= 2x slower", t_train_busy <= 2 * t_train, load)
-        with busy_process(), LoadWatch() as load:
-            t_cvae_busy, _ = command(train("--generator", "cvae"))
-        table.add("battgen train --generator cvae, one other busy process", t_cvae_busy, "s", "same, quiet (above)",
-                  t_cvae, t_cvae_busy / t_cvae, "<= 2x slower", t_cvae_busy <= 2 * t_cvae, load)
-        with busy_process(), LoadWatch() as load:
-            t_estimate_busy = statistics.median([command(estimate())[0] for _ in range(3)])
-        table.add("battgen estimate, one other busy process", t_estimate_busy, "s", "same, quiet (above)", t_estimate,
-                  t_estimate_busy / t_estimate, "<= 2x slower", t_estimate_busy <= 2 * t_estimate, load)
-        with busy_process(), LoadWatch() as load:
-            t_extract_busy = statistics.median([command(extract())[0] for _ in range(3)])
-        table.add("battgen extract-features, one other busy process", t_extract_busy, "s", "same, quiet (above)",
-                  t_extract, t_extract_busy / t_extract, "<= 2x slower", t_extract_busy <= 2 * t_extract, load)
+        def under_load(figure: str, quiet: float, measure) -> None:
+            """``measure()`` (wall seconds) with one other busy process, against its ``quiet`` time."""
+            with busy_process(), LoadWatch() as load:
+                busy = measure()
+            table.add(f"{figure}, one other busy process", busy, "s", "same, quiet (above)", quiet, busy / quiet,
+                      "<= 2x slower", busy <= 2 * quiet, load)
+
+        under_load("one CVAE fit", t_fit, lambda: median_time(ours))
+        under_load("5 s grid", t_grid, lambda: command(grid_cmd())[0])
+        under_load("battgen train (default generator)", t_train, lambda: command(train())[0])
+        under_load("battgen train --generator cvae", t_cvae, lambda: command(train("--generator", "cvae"))[0])
+        under_load("battgen estimate", t_estimate, lambda: median_command(estimate))
+        under_load("battgen extract-features", t_extract, lambda: median_command(extract))
 
     if args.unit_tests:
         with LoadWatch() as load:

@@ -57,7 +57,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import glued, percent, put, put_many, readable, setup_chapter, source_block, table
+from battgen.book import percent, put, put_many, readable, setup_chapter, source_block, table
 from battgen.config import TrainConfig
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (between_battery_spread_mv, decoder_variance, feature_errors, latent_usage,
@@ -339,8 +339,8 @@ axes[1].get_legend().remove();
 # %% tags=["nbval-check-output", "hide-cell"]
 last = history[history.epoch == train.epochs].groupby("battery", sort=False)[["recon", "kl"]].agg(["min", "max"])
 put_many({"recon_final_min": last[("recon", "min")].min(), "recon_final_max": last[("recon", "max")].max(),
-          "kl_final_max": last[("kl", "max")].max(), "kl_first_max": history[history.epoch == 1]["kl"].max()})
-put_many({f"{k}_text": readable(glued()[k]) for k in ("kl_final_max", "kl_first_max")})
+          "kl_final_max_text": readable(last[("kl", "max")].max()),
+          "kl_first_max_text": readable(history[history.epoch == 1]["kl"].max())})
 ends = history.sort_values("epoch").groupby(["battery", "seed"])[["recon", "kl"]].agg(["first", "last"])
 recon_fall = ends[("recon", "first")] / ends[("recon", "last")]  # per fit: first-epoch over last-epoch mean
 put_many({"recon_fall_min": recon_fall.min(), "recon_fall_max": recon_fall.max(),
@@ -381,7 +381,7 @@ table(usage.assign(battery=usage.battery.map(plotting.label)).rename(columns={
 
 # %% tags=["nbval-check-output", "hide-cell"]
 n_active = int(usage["active_units"].sum())
-put_many({"active_units": n_active, "decoder_range_mv_max": usage["decoder_range_mv"].max(),
+put_many({"decoder_range_mv_max": usage["decoder_range_mv"].max(),
           "sigma_mean_min": usage["sigma_mean"].min(),
           "active_units_text": "no latent unit is" if n_active == 0 else "1 latent unit is" if n_active == 1
           else f"{n_active} latent units are"})
@@ -392,9 +392,8 @@ soc_means = {b: df.groupby(soc_percent(df))[FEATURES].mean() for b, df in frames
 soc_span = min((m.max() - m.min()).min() for m in soc_means.values())
 between_mv = between_battery_spread_mv(frames.values())
 put_many({"soc_span_mv_min": 1000 * soc_span, "between_battery_mv": between_mv,
-          "z_vs_batteries": usage["decoder_range_mv"].max() / between_mv})
-put("z_vs_batteries_pct", percent(glued()["z_vs_batteries"]))
-print(f"active latent units over all {len(usage)} fits: {int(usage['active_units'].sum())}")
+          "z_vs_batteries_pct": percent(usage["decoder_range_mv"].max() / between_mv)})
+print(f"active latent units over all {len(usage)} fits: {n_active}")
 print(f"largest decoded change for z from -3 to +3: below 50 mV in every fit: {bool(usage['decoder_range_mv'].max() < 50)}")
 
 # %% [markdown]

@@ -53,7 +53,7 @@ import torch
 from IPython.display import Markdown, display
 
 from battgen import plotting
-from battgen.book import glued, percent, put, put_many, readable, setup_chapter, source_block, table
+from battgen.book import percent, put, put_many, readable, setup_chapter, source_block, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (attention_agreement, attention_departure, attention_inputs, attention_layers,
                                  attention_logit_range, attention_scalars, attention_stats, attention_sweep,
@@ -133,8 +133,7 @@ print("same as torch.nn.functional.scaled_dot_product_attention:", bool(np.allcl
 # %% tags=["hide-cell"]
 sharp = np.exp(3 * logits[0] - (3 * logits[0]).max())
 sharp /= sharp.sum()  # first query's weights with W_q tripled (exercise below)
-put_many({"toy_w12": weights[0, 1], "toy_sharp_1": sharp[0], "toy_sharp_2": sharp[1], "toy_sharp_3": sharp[2]})
-put("toy_w12_pct", percent(weights[0, 1]))
+put_many({"toy_w12_pct": percent(weights[0, 1]), "toy_sharp_1": sharp[0], "toy_sharp_2": sharp[1], "toy_sharp_3": sharp[2]})
 
 # %% [markdown]
 # The first query token, $q_1 = (1, 0)$, matches the key of the second context token best
@@ -264,8 +263,6 @@ table(checks.rename(columns={"output_scale": "largest |output| (scale)"}),
 
 # %% tags=["nbval-check-output", "hide-cell"]
 worst = checks[["output", "attention", "logits"]].max()
-put_many({"check_output_max": worst["output"], "check_attention_max": worst["attention"],
-          "check_logits_max": worst["logits"]})
 put_many({f"check_{k}_max_text": readable(worst[k]) for k in ("output", "attention", "logits")})
 print(f"forward == forward_naive to 1e-5 on all {len(checks)} layers: {bool(worst.max() < 1e-5)}")
 
@@ -364,8 +361,7 @@ for half, (attn, h, C) in attention_inputs(fit0[MAP_BATTERY], *rows[MAP_BATTERY]
                           "rows": slopes.std(axis=0).mean() / rms}  # per hidden unit
 for half, sp in slope_spread.items():
     # under a 10 % spread across the units the rows of the map look alike: vertical stripes
-    put_many({f"{half}_slope_units": sp["units"], f"{half}_slope_rows": sp["rows"], f"{half}_slope_rows_text": readable(sp["rows"]),
-              f"{half}_slope_units_pct": percent(sp["units"], 1), f"{half}_slope_rows_pct": percent(sp["rows"]),
+    put_many({f"{half}_slope_rows_text": readable(sp["rows"]), f"{half}_slope_units_pct": percent(sp["units"], 1), f"{half}_slope_rows_pct": percent(sp["rows"]),
               f"{half}_pattern": "a set of vertical stripes" if sp["units"] < 0.1 else "a plaid"})
 
 # %% [markdown]
@@ -402,9 +398,9 @@ for b, fit in fit0.items():
 stats = pd.DataFrame(stats)
 write_table(stats, ctx.out_dir / "attention_stats.csv")
 dec = stats[stats.layer == "decoder"]
-put_many({"entropy_gap": (1 - stats["entropy_ratio"]).abs().max(), "max_weight_max": stats["max_weight_x_tk"].max(),
-          "rank1_gap": 1 - stats["rank1_share"].min(), "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
-put_many({f"{k}_text": readable(glued()[k]) for k in ("entropy_gap", "rank1_gap")})
+put_many({"entropy_gap_text": readable((1 - stats["entropy_ratio"]).abs().max()),
+          "max_weight_max": stats["max_weight_x_tk"].max(), "rank1_gap_text": readable(1 - stats["rank1_share"].min()),
+          "n_soc_dominates": (dec["change_soc"] > dec["change_soh"]).sum()})
 table(stats.rename(columns={"entropy_ratio": "entropy / log 64", "max_weight_x_tk": "mean largest weight x 64",
                             "deviation": "mean |64 att - 1|", "rank1_share": "rank-one share",
                             "change_soc": "moves, SOC 5 to 50 %", "change_soh": "moves, SOH low to high"}),

@@ -83,7 +83,6 @@ METHOD_LABEL = {"phase1": "Phase 1 (measured levels)", "phase2": "Phase 2 (paper
                 "phase2_sample": "Phase 2: sample z ~ N(0, I)", "phase2_latent_scaling": "Phase 2: latent scaling (paper)",
                 "phase2_authors_shift": "Phase 2: authors' voltage shift"}
 put("epochs", train.epochs)
-put("n_seeds", len(seeds))
 put("seeds_text", counted(len(seeds), "seed"))
 print(f"profile {profile}: {train.epochs} epochs, seeds {list(seeds)}, {len(run.models)} generators; "
       f"{len(res5)} result rows at 5 s, {len(res3)} at 3 s")
@@ -467,33 +466,34 @@ def phase1_cells(res: pd.DataFrame, b: str) -> pd.Series:
     return res[(res.battery == b) & (res.method == "phase1")].set_index(["case", "seed", "test_soc"])["mape"].sort_index()
 
 
-def same_features_text(b: str, diff: dict) -> str:
-    """What a 3 s file with the 5 s file's U1-U21 differs in, and what that does to Phase 1: the
-    3 s table is scored again with the 5 s file's SOH labels put on it."""
+def same_features_text(b: str, diff: dict) -> tuple[str, str]:
+    """For a 3 s file with the 5 s file's U1-U21: what it differs in and what that does to Phase 1 (the
+    3 s table scored again with the 5 s file's SOH labels put on it), for the text and for the summary."""
     p3, p5 = phase1_cells(res3, b), phase1_cells(res5, b)
     moved = (p3 - p5).abs().max()
     moved_case = (p3.groupby(level="case").mean() - p5.groupby(level="case").mean()).abs().max()
     if diff["soh_n_differ"] == 0:
-        put(f"label_bits_{glue_key(b)}", f"The 3 s and 5 s files of {plotting.label(b)} hold the same rows, and Phase 1 "
-            f"moves by {moved:.2f} points between them.")
-        return f"holds exactly the same U1-U21 and SOH labels as the 5 s file (Phase 1 moves by {moved:.2f} points)"
+        return (f"holds exactly the same U1-U21 and SOH labels as the 5 s file (Phase 1 moves by {moved:.2f} points)",
+                f"The 3 s and 5 s files of {plotting.label(b)} hold the same rows, and Phase 1 moves by {moved:.2f} "
+                "points between them.")
     keys = ["battery_id", "soc"]
     t3, t5 = frames[(3, b)], frames[(5, b)]
     relabelled = t3.drop(columns="soh").merge(t5[keys + ["soh"]], on=keys, how="left", validate="one_to_one")[t3.columns]
     again, _ = core.evaluate_known_soc([paper_split(relabelled, c, s) for s in seeds for c in CASES], (), ("phase1",))
-    same = np.array_equal(phase1_cells(again, b).to_numpy(), phase1_cells(res5, b).to_numpy())
+    same = np.array_equal(phase1_cells(again, b).to_numpy(), p5.to_numpy())
     text = (f"holds exactly the same U1-U21 as the 5 s file; only its SOH labels differ, by at most "
             f"{readable(diff['soh_max'])} (the last bits of a float) in {diff['soh_n_differ']} of its {diff['n']} rows. "
             f"Yet its Phase 1 moves by up to {moved:.2f} points of MAPE at one unseen level ({moved_case:.2f} on "
             f"the mean of a case)")
-    put(f"label_bits_{glue_key(b)}", f"The 3 s and 5 s files of {plotting.label(b)} differ only in the last bits of "
-        f"their SOH labels, and {'that alone' if same else 'that, with something else,'} moves Phase 1 by up to "
-        f"{moved:.2f} points at one level: one seed's forest is fragile.")
+    summary = (f"The 3 s and 5 s files of {plotting.label(b)} differ only in the last bits of their SOH labels, and "
+               f"{'that alone' if same else 'that, with something else,'} moves Phase 1 by up to {moved:.2f} points at "
+               "one level: one seed's forest is fragile.")
     if same:
         return text + (": with the 5 s file's labels on the 3 s rows, every Phase-1 number equals the 5 s run's, so "
                        "the last bits of the labels alone move it. A tree's splits turn on near-ties that such bits "
-                       "can break; a difference of this size between two single runs says nothing about the data")
-    return text + ", and not only because of the labels: with the 5 s file's labels on the 3 s rows, Phase 1 still differs from the 5 s run"
+                       "can break; a difference of this size between two single runs says nothing about the data"), summary
+    return text + (", and not only because of the labels: with the 5 s file's labels on the 3 s rows, Phase 1 still "
+                   "differs from the 5 s run"), summary
 
 
 pw_gap = compare3.merge(compare5, on=["battery", "kind"], suffixes=("_3s", "_5s"))
@@ -502,9 +502,10 @@ put("pw_p2_gap_max", (pw_gap["phase2_paper_3s"] - pw_gap["phase2_paper_5s"]).abs
 for b in BATTERIES:
     pw_diff = paired_difference_mv(frames[(3, b)], frames[(5, b)])
     put(f"pw_diff_{glue_key(b)}", pw_diff["mean_mv"])
-    put(f"pw_diff_{glue_key(b)}_max", pw_diff["max_mv"])
-    put(f"pw_same_{glue_key(b)}", same_features_text(b, pw_diff) if pw_diff["max_mv"] == 0
-        else f"holds U1-U21 that differ from the 5 s file by up to {pw_diff['max_mv']:.1f} mV")
+    same_text, label_bits = (same_features_text(b, pw_diff) if pw_diff["max_mv"] == 0 else
+                             (f"holds U1-U21 that differ from the 5 s file by up to {pw_diff['max_mv']:.1f} mV", ""))
+    put(f"pw_same_{glue_key(b)}", same_text)
+    put(f"label_bits_{glue_key(b)}", label_bits)  # the summary's sentence, where the features are the same
 print(f"Phase 1, battgen vs authors' code (3 s): largest |difference| {p1_gap.max():.1f} points")
 print(f"Phase 2 (authors' method), battgen minus authors' code: mean {p2_gap.mean():+.1f} points; "
       f"battgen lower in {(p2_gap < 0).sum()} of {len(p2_gap)}")
@@ -714,8 +715,6 @@ put("ex_forest_answer", "the forest's error grows with the distance in every cel
     "the forest's error grows with the distance in half of the cells" if 2 * n_forest == len(rho) else
     "in most cells the forest's error does not grow with the distance")
 seed_std = cells5["mape_seed_std"].max()  # the largest spread of the 5 s table of MAPE per case
-put("seed_std_max_5s", seed_std)
-put("ex_seeds_needed", float(np.ceil((seed_std / 0.5) ** 2)) if np.isfinite(seed_std) else float("nan"))
 if len(seeds) > 1:
     put("seed_spread_note", f"the spread over seeds above (a standard deviation of up to {seed_std:.2f} points in a 5 s "
         "cell) shows how much a single run can move")

@@ -193,11 +193,11 @@ table(param_table[["parameter", "value", "unit", "kind", "low", "high", "source"
 
 # %% tags=["hide-input"]
 per_level = ec.cost_per_level(params.mean_capacity, params, level)
-ah_per_ah = float(measured["charge_ah_per_ah"][measured["n_truncated"] == 0].mean())
+whole = measured[measured["n_truncated"] == 0]
+ah_per_ah = float(whole["charge_ah_per_ah"].mean())
 put("ah_per_ah", ah_per_ah)
 put("level_charge_pct", 100 * ah_per_ah)
 put("protocol_charges", len(ec.SOC_LEVELS) * ah_per_ah)
-whole = measured[measured["n_truncated"] == 0]
 net_ah_per_ah = float(((whole["charge_ah"] - whole["discharge_ah"]) / whole["nominal_ah"]).mean())
 put("net_ah_per_ah", net_ah_per_ah)
 put("pulse_out_ah_per_ah", float((whole["discharge_ah"] / whole["nominal_ah"]).mean()))
@@ -212,7 +212,6 @@ for key, tab in (("lmo", lmo), ("nmc", nmc)):
     put(f"{key}_wh_min", float(tab["energy_in_wh_per_ah"].min()))
     put(f"{key}_wh_max", float(tab["energy_in_wh_per_ah"].max()))
 put("cond_share", float(100 * measured["conditioning_wh"].sum() / measured["energy_in_wh"].sum()))
-put("lmo_truncated", float(lmo["n_truncated"].sum()))
 n_cut = int(lmo["n_truncated"].sum())
 put("lmo_truncated_steps", counted(n_cut, "pulse step"))
 lmo_steps = read_workstep(fetch(LMO_FILE, data_dir))  # the steps the tester cut short, with their end voltage

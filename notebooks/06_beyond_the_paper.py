@@ -236,7 +236,6 @@ for b in BATTERIES:
           f"{row.loc['best_baseline', 'mape']:.2f} %")
 put("lf_batteries", int(lf["cell"].nunique()))
 n_units = int(lf[["seed", "fold"]].drop_duplicates().shape[0])
-put("lf_units", n_units)
 put("lf_units_text", counted(n_units, "seed × fold split"))
 wins = (lf_kind.pivot_table(index=["battery", "kind"], columns="method", values="mape")
         .pipe(lambda t: (t["phase2_paper"] < t[list(BASELINE_METHODS)].min(axis=1)).sum()))
@@ -305,14 +304,10 @@ collapse = pd.DataFrame([{"battery": s.battery, "generator": name,
                           **collapse_diagnostics(f, s.train[FEATURES].to_numpy(float), s.train[["soc", "soh"]].to_numpy(float))}
                          for name, part in (("paper", fits[:4]), ("cvae_plus", fits[4:])) for s, f in zip(case1, part)])
 write_table(collapse, out_dir / "latent_collapse.csv")
-
-
 for key, gen, col, agg in (("collapse_kl_paper", "paper", "kl_last_epoch", "max"),
                            ("collapse_z_paper", "paper", "decoder_uses_z_mv", "max"),
                            ("collapse_kl_plus", "cvae_plus", "kl_last_epoch", "min")):
-    value = collapse.loc[collapse["generator"] == gen, col].agg(agg)
-    put(key, value)
-    put(key + "_text", readable(value))
+    put(key + "_text", readable(collapse.loc[collapse["generator"] == gen, col].agg(agg)))
 table(collapse, "Signs of latent collapse, case 1, seed 0 (KL of the last epoch in nats; decoder use of z in mV)", digits=4)
 
 # %% [markdown]

@@ -101,7 +101,7 @@ put("u1_weak_text", and_join(plotting.label(b) for b in BATTERIES if abs(u1_r[b]
 put("u1_lfp_but", "but only" if abs(u1_r["LFP35"]) < abs(u1_r["LMO10"]) else "and")
 put("cap_r_text", ", ".join(f"{cap_r[b]:.2f} for {plotting.label(b)}" for b in cap_r))
 put("cap_same_text", ", ".join(plotting.label(b) for b in BATTERIES if b not in cap_r) or "none")
-for b in BATTERIES:
+for b in ("LMO10", "LFP35"):  # the two the summary names
     put(f"u1_r_{glue_key(b)}", u1_r[b])
 print("corr(highest SOC, SOH):", {b: round(r, 2) for b, r in cap_r.items()})
 print("median over levels of corr(U1, SOH):", {b: round(float(u1_r[b]), 2) for b in BATTERIES})
@@ -160,11 +160,12 @@ by_level = coverage_summary(pulses, by=("battery", "soc"))
 by_tercile = coverage_summary(pulses, by=("battery", "tercile"))
 write_table(by_level, out_dir / "coverage_by_level.csv")
 write_table(by_tercile, out_dir / "coverage_by_tercile.csv")
+TERCILES = ["low", "middle", "high"]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
 for b in BATTERIES:
     s = by_level[by_level["battery"] == b]
     ax1.plot(s["soc"], s["coverage"], "o-", ms=3, color=colors[b], label=plotting.label(b))
-    t = by_tercile[by_tercile["battery"] == b].set_index("tercile").reindex(["low", "middle", "high"])
+    t = by_tercile[by_tercile["battery"] == b].set_index("tercile").reindex(TERCILES)
     ax2.plot(range(3), t["coverage"], "o-", ms=4, color=colors[b], label=plotting.label(b))
 for ax in (ax1, ax2):
     ax.axhline(COVERAGE, color="0.3", ls=":", lw=1)
@@ -172,7 +173,7 @@ for ax in (ax1, ax2):
 for lv in (5, 25, 50):
     ax1.axvline(lv, color="0.85", lw=3, zorder=0)
 ax1.set(xlabel="SOC of the held-out pulse (%)", title="by SOC level (grey: measured levels)")
-ax2.set_xticks(range(3), ["low", "middle", "high"])
+ax2.set_xticks(range(3), TERCILES)
 ax2.set(xlabel="SOH tercile of the battery", title="by SOH tercile")
 ax1.legend(fontsize=8)
 fig.tight_layout();
@@ -183,7 +184,6 @@ for b in BATTERIES:
     put(f"cov_{glue_key(b)}", 100 * cov.loc[b, "coverage"])
     put(f"width_{glue_key(b)}", cov.loc[b, "width_pts"])
     put(f"fa_{glue_key(b)}", 100 * cov.loc[b, "flagged"])
-TERCILES = ["low", "middle", "high"]
 t_cov = by_tercile.groupby("tercile")["coverage"].agg(["mean", "min", "max"]).reindex(TERCILES)
 bias = (100 * (pulses["estimate"] - pulses["soh"])).groupby(pulses["tercile"]).mean()  # SOH points
 for t in TERCILES:
@@ -200,9 +200,10 @@ put("pull_text", "a pull towards the middle" if bias["low"] > 0 > bias["high"] e
 put("worst_tercile_cov", 100 * float(by_tercile["coverage"].min()))
 put("worst_tercile", f"{plotting.label(by_tercile.loc[by_tercile['coverage'].idxmin(), 'battery'])}, "
                      f"{by_tercile.loc[by_tercile['coverage'].idxmin(), 'tercile']} SOH")
-put("n_under", int((cov["coverage"] < COVERAGE).sum()))
+n_under = int((cov["coverage"] < COVERAGE).sum())
+put("n_under", n_under)
 short_types = [plotting.label(b) for b in BATTERIES if cov.loc[b, "coverage_high"] < COVERAGE]
-put("short_types_text", "" if not (cov["coverage"] < COVERAGE).any() else
+put("short_types_text", "" if n_under == 0 else
     "; in none of them does the interval over batteries lie wholly below it" if not short_types else
     f"; the interval over batteries lies wholly below it for {and_join(short_types)}")
 put("short_types_summary", "for no type" if not short_types else f"only for {and_join(short_types)}"
@@ -266,9 +267,10 @@ OOD_MOST = 0.9  # share of a foreign design's pulses counted as flagged almost e
 put("ood_most", 100 * OOD_MOST)
 put("ood_min", 100 * other["flagged"].min())
 put("ood_median", 100 * other["flagged"].median())
-put("ood_pairs_90", int((other["flagged"] >= OOD_MOST).sum()))
+n_most = int((other["flagged"] >= OOD_MOST).sum())
+put("ood_pairs_90", n_most)
 put("ood_pairs", len(other))
-put("ood_pairs_qual", "not in all" if (other["flagged"] >= OOD_MOST).sum() < len(other) else "that is, in all")
+put("ood_pairs_qual", "not in all" if n_most < len(other) else "that is, in all")
 foreign = matrix[list(BATTERIES)]  # rows: trained on; columns: scored; the diagonal is empty
 per_model = foreign.mean(axis=1)
 put("ood_loosest", plotting.label(per_model.idxmin()))
@@ -287,14 +289,14 @@ put("ood_asym_text", "Pulse shapes that overlapped would pass both ways; a gap t
 put("ood_3s_median", 100 * width.median())
 mostly_pass = width.median() < 0.5
 put("ood_3s_mostly", "mostly pass unflagged" if mostly_pass else "are mostly flagged")
-odd = width[width >= 0.5] if mostly_pass else width[width < 0.5]  # the designs against the majority
+passed, caught = width[width < 0.5].index, width[width >= 0.5].index
+odd = width[caught if mostly_pass else passed]  # the designs against the majority
 many = len(odd) > 1
 put("ood_3s_exception", f"the exception{'s are' if many else ' is'} {and_join(plotting.label(d) for d in odd.index)}, "
                         f"whose model{'s flag' if many else ' flags'} {and_join(f'{100 * v:.0f} %' for v in odd)} "
                         f"of {'their' if many else 'its'} own 3 s pulses" if len(odd) else "there is no exception")
 pw = {d: paired_difference_mv(frames_3s[d], frames[d])["mean_mv"] for d in BATTERIES}
 put("pw_diff_text", and_join(f"{pw[d]:.1f} mV for {plotting.label(d)}" for d in BATTERIES))
-passed, caught = width[width < 0.5].index, width[width >= 0.5].index
 
 
 def models(ds):
@@ -307,19 +309,19 @@ if len(passed):
     explain.append(f"The {models(passed)} let{'' if many else 's'} {'their' if many else 'its'} own 3 s pulses pass "
                    f"and answer{'' if many else 's'} them without a warning")
 if len(caught):
-    own = "their" if len(caught) > 1 else "its"
-    text = f"the {models(caught)} flag{'' if len(caught) > 1 else 's'} most of {own} own"
+    pron = "their" if len(caught) > 1 else "its"
+    text = f"the {models(caught)} flag{'' if len(caught) > 1 else 's'} most of {pron} own"
     if len(passed):
         top = max(passed, key=pw.get)  # the passing design whose 3 s pulses differ most from its 5 s ones
         no_larger = max(pw[d] for d in caught) <= pw[top]
-        text += (f", although {own} 3 s pulses differ from the 5 s ones no more than {plotting.label(top)}'s do: "
+        text += (f", although {pron} 3 s pulses differ from the 5 s ones no more than {plotting.label(top)}'s do: "
                  "the mean difference alone does not decide it" if no_larger else
                  f", whose 3 s pulses differ from the 5 s ones more than {plotting.label(top)}'s do")
     explain.append(text)
 put("ood_3s_explain", "; ".join(explain))
 put("fa_max", 100 * by_type["flagged"].max())
 print(f"other designs flagged: median {100 * other['flagged'].median():.0f} %, "
-      f"{int((other['flagged'] >= OOD_MOST).sum())} of {len(other)} pairs at >= {percent(OOD_MOST)}")
+      f"{n_most} of {len(other)} pairs at >= {percent(OOD_MOST)}")
 print("own 3 s pulses flagged:", width.round(3).to_dict(), "| 3 s - 5 s (mV):", {d: round(v, 1) for d, v in pw.items()})
 
 # %% [markdown]

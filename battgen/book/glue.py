@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
@@ -70,8 +71,6 @@ def percent(share: float, digits: int = 0) -> str:
 def readable(value: float) -> str:
     """A number for the prose in two significant digits; below 0.01 as a power of ten
     (``readable(3.4e-5) == "3.4 × 10⁻⁵"``), never as ``3.4e-05``; 100 and above without decimals."""
-    import math
-
     v = float(value)
     if not math.isfinite(v) or v == 0 or abs(v) >= 0.01:
         return f"{v:.2g}" if not math.isfinite(v) or abs(v) < 100 else f"{v:.0f}"

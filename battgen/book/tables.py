@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from battgen.book.glue import percent
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -55,8 +57,6 @@ def _spaced_percent(fmt: Any) -> Any:
     match = re.fullmatch(r"\{:\.(\d+)%\}", fmt) if isinstance(fmt, str) else None
     if match is None:
         return fmt
-    from battgen.book.glue import percent
-
     digits = int(match.group(1))
     return lambda value: percent(value, digits)
 

@@ -84,14 +84,13 @@ def coverage_summary(pulses: pd.DataFrame, by: Sequence[str] = ("battery",), con
     (``flagged``), ``n`` pulses and ``n_batteries``."""
     d = pulses.assign(_in=(pulses["soh"] >= pulses["lower"]) & (pulses["soh"] <= pulses["upper"]),
                       _w=100.0 * (pulses["upper"] - pulses["lower"]))
-    out = d.groupby(list(by), sort=False).agg(coverage=("_in", "mean"), width_pts=("_w", "mean"),
-                                              flagged=("flagged", "mean"), n=("soh", "size"),
-                                              n_batteries=("cell", "nunique"))
-    bounds = {key: cluster_bootstrap(g["_in"].to_numpy(float), g["cell"].to_numpy(), confidence, n_boot, seed)[1:]
-              for key, g in d.groupby(list(by), sort=False)}
-    keys = [k if isinstance(k, tuple) else (k,) for k in out.index]  # a one-key index holds scalars
-    out.insert(1, "coverage_low", [bounds[k][0] for k in keys])
-    out.insert(2, "coverage_high", [bounds[k][1] for k in keys])
+    groups = d.groupby(list(by), sort=False)
+    out = groups.agg(coverage=("_in", "mean"), width_pts=("_w", "mean"), flagged=("flagged", "mean"),
+                     n=("soh", "size"), n_batteries=("cell", "nunique"))
+    bounds = np.array([cluster_bootstrap(g["_in"].to_numpy(float), g["cell"].to_numpy(), confidence, n_boot, seed)[1:]
+                       for _, g in groups]).reshape(-1, 2)  # (groups, 2), in the order of ``out``'s rows
+    out.insert(1, "coverage_low", bounds[:, 0])
+    out.insert(2, "coverage_high", bounds[:, 1])
     return out.reset_index()
 
 
