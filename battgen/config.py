@@ -3,20 +3,51 @@
 :class:`CVAEConfig` (the network) and :class:`TrainConfig` (the optimisation) are read by the
 evaluation protocols, the estimator and the command line long before a network is built; they
 live here so that importing them costs nothing. ``battgen.model.CVAEConfig`` and
-``battgen.train.TrainConfig`` are these same classes.
+``battgen.train.TrainConfig`` are these same classes. So do the two ways battgen's work uses the
+process: :func:`usable_cores` and :func:`paused_collector`.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
-__all__ = ["CVAEConfig", "TrainConfig", "usable_cores"]
+__all__ = ["CVAEConfig", "TrainConfig", "paused_collector", "usable_cores"]
 
 
 def usable_cores() -> int:
     """CPU cores this process may run on (what ``threads=None`` settings spread their work over)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_GC_LOCK = threading.Lock()
+_gc_pauses = 0  # pauses open now (trainers, scorers)
+_gc_was_on = False  # the collector's state before the first of them
+
+
+@contextmanager
+def paused_collector() -> Iterator[None]:
+    """The garbage collector off while generators train and splits are scored: that work makes no
+    reference cycles, but its many small objects set off collections of the heap. Counted across
+    threads: the collector stays off until the last pause ends, which restores the state from
+    before the first."""
+    global _gc_pauses, _gc_was_on
+    with _GC_LOCK:
+        if _gc_pauses == 0:
+            _gc_was_on = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_on:
+                gc.enable()
 
 
 @dataclass

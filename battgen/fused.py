@@ -26,11 +26,8 @@ alone equals the same fit trained beside others (tested).
 
 from __future__ import annotations
 
-import gc
 import math
-import threading
-from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -38,36 +35,11 @@ from battgen import kernels
 from battgen.config import CVAEConfig
 from battgen.loss import check_loss_grads, loss_grads, loss_terms
 
-__all__ = ["Stack", "check_loss_grads", "paused_collector"]
+__all__ = ["Stack", "check_loss_grads"]
 
 _ATTN_ROWS = ("query.weight", "query.bias", "value.weight", "value.bias", "key.weight", "key.bias", "out.weight")
 """The seven (H*D,) rows of an attention layer in the flat buffer; rows 0-3 pair with rows 4 and 6 in its scalars."""
 LOG2E = 1.0 / math.log(2.0)
-
-_GC_LOCK = threading.Lock()
-_gc_pauses = 0  # trainers running with the collector paused
-_gc_was_on = False  # the collector's state before the first of them
-
-
-@contextmanager
-def paused_collector() -> Iterator[None]:
-    """The garbage collector off while stacks train: the steps make no reference cycles, but their
-    many small objects set off collections of the whole heap. Counted across threads: the collector
-    stays off until the last trainer finishes, which restores the state from before the first."""
-    global _gc_pauses, _gc_was_on
-    with _GC_LOCK:
-        if _gc_pauses == 0:
-            _gc_was_on = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _GC_LOCK:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_on:
-                gc.enable()
-
 
 def _linears(cfg: CVAEConfig) -> list[tuple[str, tuple[str, ...], int, int]]:
     """``(block, layers, out, in)`` of the linear blocks; ``z`` stacks ``z_mean`` over ``z_logvar``."""

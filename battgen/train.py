@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from battgen import weights as weights_module
-from battgen.config import CVAEConfig, TrainConfig, usable_cores
+from battgen.config import CVAEConfig, TrainConfig, paused_collector, usable_cores
 from battgen.io import atomic_path, progress_bar, progress_enabled, write_npz
 
 if TYPE_CHECKING:
@@ -320,8 +320,6 @@ def fit_generators(
             states, histories = _train_stack([fits[m] for m in group], cfg, tc, bar)
             out += list(zip(group, states, histories))
         return out
-
-    from battgen.fused import paused_collector  # numba, on first use
 
     with paused_collector():
         if len(shares) == 1:

@@ -65,7 +65,7 @@ def test_worker_threads_follow_the_setting_and_the_stack() -> None:
 def test_the_collector_stays_paused_until_the_last_of_overlapping_trainers_ends() -> None:
     import gc
 
-    from battgen.fused import paused_collector
+    from battgen.config import paused_collector
 
     was_on = gc.isenabled()
     try:

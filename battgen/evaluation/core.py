@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from battgen.config import usable_cores
+from battgen.config import paused_collector, usable_cores
 from battgen.data import FEATURES
 from battgen.evaluation.generators import FITS, GENERATORS, GeneratorSettings, Rows, applies, fit_models, generate, generator
 from battgen.evaluation.split import Split
@@ -187,9 +187,10 @@ def evaluate_known_soc(splits: Sequence[Split], generators: Sequence[str], predi
     if "none" in generators:
         raise ValueError("'none' generates nothing; with SOC known its forest is the predictor 'phase1'")
     names = [[n for n in generators if applies(generator(n), s)] for s in splits]
-    models = _fit_for(splits, names, settings, progress)
-    parts = in_threads(lambda i: score_known_soc(splits[i], _generated(splits[i], names[i], models[i]), predictors, by),
-                       len(splits), _costs(splits))  # a split's rows generated and scored by one thread
+    with paused_collector():  # fits and forests make no reference cycles; collections only cost time
+        models = _fit_for(splits, names, settings, progress)
+        parts = in_threads(lambda i: score_known_soc(splits[i], _generated(splits[i], names[i], models[i]), predictors, by),
+                           len(splits), _costs(splits))  # a split's rows generated and scored by one thread
     rows = [r for part in parts for r in part]
     columns = RESULT_COLUMNS[:RESULT_COLUMNS.index("test_soc")] + list(by) + RESULT_COLUMNS[RESULT_COLUMNS.index("test_soc"):]
     return pd.DataFrame(rows, columns=columns), models
