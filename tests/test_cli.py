@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from battgen.cli import RESULT_FILES, main
+from battgen.cli import RESULT_FILES, main, run
 
 
 def test_fetch_verifies_every_file(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,6 +36,22 @@ def test_reproduce_prints_the_summary_and_writes_results(data_dir: Path, tmp_pat
 def test_bad_battery_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["reproduce", "--battery", "NCA", "--out", str(tmp_path)]) == 2
     assert "unknown battery type 'NCA'" in capsys.readouterr().err
+
+
+def test_the_program_exits_with_mains_code_and_freezes_only_then(tmp_path: Path, capsys, monkeypatch) -> None:
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"battgen": "battgen.cli:run"}
+    frozen = gc.get_freeze_count()
+    assert main(["reproduce", "--battery", "NCA", "--out", str(tmp_path)]) == 2
+    assert gc.get_freeze_count() == frozen  # main, which tests call in their process, leaves the collector alone
+    monkeypatch.setattr(sys, "argv", ["battgen", "reproduce", "--battery", "NCA", "--out", str(tmp_path)])
+    try:
+        with pytest.raises(SystemExit) as leaving:
+            run()
+        assert leaving.value.code == 2 and "unknown battery type 'NCA'" in capsys.readouterr().err
+        assert gc.get_freeze_count() > frozen  # the heap frozen before the interpreter's shutdown
+    finally:
+        gc.unfreeze()
 
 
 def test_extract_features_writes_the_tidy_schema(data_dir: Path, tmp_path: Path, capsys) -> None:
