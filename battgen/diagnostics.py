@@ -45,6 +45,7 @@ __all__ = [
     "attention_scalars",
     "attention_agreement",
     "attention_stats",
+    "attention_slopes",
     "attention_logit_range",
     "attention_sweep",
     "attention_layers",
@@ -262,6 +263,20 @@ def attention_stats(maps: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
+def _slopes(attn: UnitCrossAttention, h: torch.Tensor) -> torch.Tensor:
+    """``s_i = a h_i + c`` of a one-head layer for the query units ``h`` (n, Tq): the logit of unit
+    ``i`` on context unit ``j`` is ``s_i C_j`` up to a constant along ``j``; (n, Tq)."""
+    s = attention_scalars(attn).iloc[0]
+    return s["a"] * h + s["c"]
+
+
+def attention_slopes(fitted: FittedCVAE, features: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
+    """The slopes ``s_i = a h_i + c`` of every row and query unit, ``{"encoder": (n, 64), "decoder": (n, 64)}``
+    for one-head layers (the decoder reads at the posterior mean): row ``i`` of a row's attention
+    map is ``softmax_j(s_i C_j)``, so the slopes set how the rows of the map differ."""
+    return {name: _slopes(attn, h).numpy() for name, (attn, h, _) in attention_inputs(fitted, features, conditions).items()}
+
+
 def attention_logit_range(fitted: FittedCVAE, features: np.ndarray, conditions: np.ndarray) -> dict[str, float]:
     """Largest spread along ``j`` of the logits ``s_i C_j`` (``s_i = a h_i + c``) over rows and query units.
 
@@ -270,9 +285,8 @@ def attention_logit_range(fitted: FittedCVAE, features: np.ndarray, conditions: 
     """
     out = {}
     for name, (attn, h, C) in attention_inputs(fitted, features, conditions).items():
-        s = attention_scalars(attn).iloc[0]
         spread = (C.amax(-1) - C.amin(-1))[:, None]  # (n, 1)
-        out[name] = float(((s["a"] * h + s["c"]).abs() * spread).max())
+        out[name] = float((_slopes(attn, h).abs() * spread).max())
     return out
 
 

@@ -238,18 +238,11 @@ for b in BATTERIES:
 # A feature is useful for SOH if it varies with SOH; it is dangerous if it varies even more with
 # something else that is unknown at test time. Split each feature's variance (within one battery
 # type) into the share explained by the SOC level (the between-SOC share, $\eta^2$) and compare
-# it with the share explained linearly by SOH ($r^2$ with SOH).
+# it with the share explained linearly by SOH ($r^2$ with SOH); `battgen.invariant.variance_shares`
+# computes both.
 
 # %% tags=["nbval-check-output", "hide-cell"]
-by_type = df.groupby("battery", sort=False)
-total = df[FEATURES] - by_type[FEATURES].transform("mean")
-between_soc = df.groupby(["battery", "soc"])[FEATURES].transform("mean") - by_type[FEATURES].transform("mean")
-eta2_soc = (between_soc**2).groupby(df.battery, sort=False).sum() / (total**2).groupby(df.battery, sort=False).sum()
-r2_soh = df.groupby("battery", sort=False)[[*FEATURES, "soh"]].corr()["soh"].unstack()[FEATURES] ** 2
-shares = (
-    pd.concat({"SOC (eta^2)": eta2_soc.stack(), "SOH (r^2)": r2_soh.stack()}, axis=1)
-    .rename_axis(["battery", "feature"]).reset_index()
-)
+shares = variance_shares(df, FEATURES).rename(columns={"share_soc": "SOC (eta^2)", "share_soh": "SOH (r^2)"})
 confounding = shares.groupby("battery", sort=False)[["SOC (eta^2)", "SOH (r^2)"]].median().round(2)
 confounding.index = confounding.index.map(plotting.label)
 print("median over U1-U21 of the variance share explained by SOC and by SOH")

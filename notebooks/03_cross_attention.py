@@ -56,8 +56,8 @@ from battgen import plotting
 from battgen.book import percent, put, put_many, readable, setup_chapter, source_block, table
 from battgen.data import BATTERIES, FEATURES
 from battgen.diagnostics import (attention_agreement, attention_departure, attention_inputs, attention_layers,
-                                 attention_logit_range, attention_scalars, attention_stats, attention_sweep,
-                                 attention_sweep_shifts)
+                                 attention_logit_range, attention_scalars, attention_slopes, attention_stats,
+                                 attention_sweep, attention_sweep_shifts)
 from battgen.evaluation.paper import (CLAIM_MAPE, PAPER_METHODS, ExperimentConfig, kind_means, phase2_rule,
                                       run_grid_with_models, summarize)
 from battgen.io import write_json, write_table
@@ -353,9 +353,7 @@ for row, half in enumerate(("encoder", "decoder")):
 
 # %% tags=["hide-cell"]
 slope_spread = {}
-for half, (attn, h, C) in attention_inputs(fit0[MAP_BATTERY], *rows[MAP_BATTERY]).items():
-    k = attention_scalars(attn).iloc[0]
-    slopes = (k["a"] * h + k["c"]).numpy()  # s_i = a h_i + c of every data row, (n, 64)
+for half, slopes in attention_slopes(fit0[MAP_BATTERY], *rows[MAP_BATTERY]).items():  # s_i = a h_i + c, (n, 64)
     rms = np.sqrt((slopes**2).mean())
     slope_spread[half] = {"units": np.mean(slopes.std(axis=1) / np.sqrt((slopes**2).mean(axis=1))),  # per data row
                           "rows": slopes.std(axis=0).mean() / rms}  # per hidden unit
@@ -479,10 +477,11 @@ table(ablation.reset_index(names="battery type, kind of case").rename(
 final_kl = {name: np.array([f.history["kl"][-1] for f in run.models]) for name, run in runs.items()}
 put_many({f"{name}_active_fits": (kl > ACTIVE_KL).sum() for name, kl in final_kl.items()})
 put_many({"concat_kl_max": final_kl["concat"].max(), "n_fits": len(final_kl["concat"]), "active_kl": ACTIVE_KL})
-put_many({f"ablation_{name}_{kind[:6]}": value for (name, kind), value in cells.groupby(["conditioning", "kind"])["mape"].mean().items()})
-put_many({f"ablation_concat_better_{kind[:6]}": n for kind, n in concat_better.groupby("kind").sum().items()})
-put_many({f"ablation_cells_{kind[:6]}": n for kind, n in concat_better.groupby("kind").size().items()})
 by_kind = cells.groupby(["kind", "conditioning"])["mape"].mean().unstack()  # (kind, conditioning)
+put_many({f"ablation_{name}_{kind[:6]}": value for (kind, name), value in by_kind.stack().items()})
+per_kind = concat_better.groupby("kind").agg(["sum", "size"])  # cells where concatenation wins, cells
+put_many({f"ablation_concat_better_{kind[:6]}": n for kind, n in per_kind["sum"].items()})
+put_many({f"ablation_cells_{kind[:6]}": n for kind, n in per_kind["size"].items()})
 gaps = (by_kind["attention"] - by_kind["concat"]).abs()  # points of MAPE, per kind
 put_many({f"ablation_winner_{kind[:6]}": "concatenation" if row["concat"] < row["attention"] else "attention"
           for kind, row in by_kind.iterrows()})

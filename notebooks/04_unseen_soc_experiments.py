@@ -57,13 +57,13 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
-from scipy import stats
 
 from battgen import plotting
 from battgen.book import counted, glue_key, glued, put, readable, setup_chapter, table
 from battgen.data import BATTERIES
 from battgen.diagnostics import between_battery_spread_mv, paired_difference_mv
 from battgen.evaluation import core, paper
+from battgen.evaluation.stats import paired_differences
 from battgen.evaluation.split import paper_split
 from battgen.io import write_json, write_table
 from battgen.protocol import ALL_SOC, CASES, case_kind
@@ -258,8 +258,8 @@ put("p1_better_list", "; ".join(f"{plotting.label(b)} case {c}" for b, c in zip(
 put("cells_interp", (wide5["kind"] == "interpolation").sum())
 put("cells_extrap", (wide5["kind"] == "extrapolation").sum())
 # what a MAPE is read against: the training batteries' mean SOH for every pulse, scored on the same test rows
-const5 = paper.summarize(pd.DataFrame([row for split in run.splits if split.labels["pulse_width_s"] == 5
-                                       for row in core.score_known_soc(split, {}, ("baseline_constant",))]))
+const5 = paper.summarize(core.evaluate_known_soc([s for s in run.splits if s.labels["pulse_width_s"] == 5], (),
+                                                  ("baseline_constant",))[0])
 write_table(const5, out_dir / "pulse_width_5s" / "constant_predictor_cells.csv")
 wide5 = wide5.merge(const5[["battery", "case", "mape"]].rename(columns={"mape": "constant"}), on=["battery", "case"])
 for b, value in wide5.groupby("battery")["constant"].mean().items():  # e.g. const_lfp35: mean over the cases
@@ -345,16 +345,14 @@ diff = (wide_ext["phase2_latent_scaling"] - wide_ext["phase2_sample"]).abs()
 put("latent_vs_sample_mean_diff", diff.mean())
 put("latent_vs_sample_max_diff", diff.max())
 # paired over the seeds: both methods decode from the same fitted CVAE of a seed, so compare them seed by seed
-per_seed = (res5[res5.method.isin(["phase2_latent_scaling", "phase2_sample"]) & (res5.kind == "extrapolation")]
-            .groupby(["battery", "case", "seed", "method"])["mape"].mean().unstack("method"))
-paired = (per_seed["phase2_latent_scaling"] - per_seed["phase2_sample"]).groupby(["battery", "case"]).agg(["mean", "std", "count"])
+paired = paired_differences(res5[res5.kind == "extrapolation"], "phase2_latent_scaling", "phase2_sample",
+                            by=["battery", "case"])  # mean difference over the levels per seed; t interval over seeds
 if len(seeds) < 2:
     put("latent_verdict", "With one seed this run cannot say whether these differences exceed what a new run changes: "
         "that needs at least two.")
     put("latent_verdict_short", "one seed cannot say whether that exceeds run noise")
 else:
-    t_crit = stats.t.ppf(0.975, len(seeds) - 1)
-    n_above = int((paired["mean"].abs() > t_crit * paired["std"] / np.sqrt(paired["count"])).sum())
+    n_above = int(((paired["ci_low"] > 0) | (paired["ci_high"] < 0)).sum())  # the 95 % interval excludes zero
     put("latent_verdict", f"Compared seed by seed (both methods decode from the same fitted CVAE of a seed), the "
         f"difference is distinguishable from zero at 95 % in {n_above} of the {len(paired)} cells with "
         f"{len(seeds)} seeds.")

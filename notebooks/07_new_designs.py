@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import and_join, glue_key, put, setup_chapter, table
+from battgen.book import glue_key, put, setup_chapter, table, type_list
 from battgen.data import BATTERIES, FEATURES
 from battgen.evaluation import learning_curves as lc
 from battgen.evaluation import unknown_soc as us
@@ -237,14 +237,10 @@ put("us_why", "Per type that misses the goal, it reaches " + "; ".join(
 within = missed[missed["ceiling_ratio"] <= GOAL]
 
 
-def names(batteries):
-    return and_join(plotting.label(b) for b in batteries)
-
-
 put("us_why_verdict", " ".join(
-    [f"With every level measured, the ensemble reaches the goal in {names(within['battery'])}: "
+    [f"With every level measured, the ensemble reaches the goal in {type_list(within['battery'])}: "
      "there, measuring every level would close the gap."] * (len(within) > 0)
-    + [f"In {names(beyond['battery'])} it misses the goal even then, so measuring more SOC "
+    + [f"In {type_list(beyond['battery'])} it misses the goal even then, so measuring more SOC "
        "levels would not bring the ensemble to it."] * (len(beyond) > 0)))
 put("us_default", default)
 put("us_default_changes", "stays" if default == "interpolation" else "should change")

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from battgen import plotting
-from battgen.book import and_join, glue_key, percent, put, setup_chapter, table
+from battgen.book import and_join, glue_key, percent, put, setup_chapter, table, type_list
 from battgen.data import BATTERIES, load_pulsebat
 from battgen.diagnostics import paired_difference_mv, soc_cap, u1_soh_correlation
 from battgen.evaluation.trust import coverage_summary, run_ood_matrix, run_trust_benchmark, soh_terciles
@@ -97,7 +97,7 @@ U1_WEAK = 0.5  # |median correlation| below which U1 is said to carry SOH only w
 
 put("top_soc_max", caps["top_soc"].max())
 put("u1_r_text", and_join(f"{u1_r[b]:.2f} for {plotting.label(b)}" for b in BATTERIES))
-put("u1_weak_text", and_join(plotting.label(b) for b in BATTERIES if abs(u1_r[b]) < U1_WEAK) or "none of the types")
+put("u1_weak_text", type_list(b for b in BATTERIES if abs(u1_r[b]) < U1_WEAK) or "none of the types")
 put("u1_lfp_but", "but only" if abs(u1_r["LFP35"]) < abs(u1_r["LMO10"]) else "and")
 put("cap_r_text", ", ".join(f"{cap_r[b]:.2f} for {plotting.label(b)}" for b in cap_r))
 put("cap_same_text", ", ".join(plotting.label(b) for b in BATTERIES if b not in cap_r) or "none")
@@ -292,7 +292,7 @@ put("ood_3s_mostly", "mostly pass unflagged" if mostly_pass else "are mostly fla
 passed, caught = width[width < 0.5].index, width[width >= 0.5].index
 odd = width[caught if mostly_pass else passed]  # the designs against the majority
 many = len(odd) > 1
-put("ood_3s_exception", f"the exception{'s are' if many else ' is'} {and_join(plotting.label(d) for d in odd.index)}, "
+put("ood_3s_exception", f"the exception{'s are' if many else ' is'} {type_list(odd.index)}, "
                         f"whose model{'s flag' if many else ' flags'} {and_join(f'{100 * v:.0f} %' for v in odd)} "
                         f"of {'their' if many else 'its'} own 3 s pulses" if len(odd) else "there is no exception")
 pw = {d: paired_difference_mv(frames_3s[d], frames[d])["mean_mv"] for d in BATTERIES}
@@ -300,7 +300,7 @@ put("pw_diff_text", and_join(f"{pw[d]:.1f} mV for {plotting.label(d)}" for d in 
 
 
 def models(ds):
-    return f"{and_join(plotting.label(d) for d in ds)} model{'s' if len(ds) > 1 else ''}"
+    return f"{type_list(ds)} model{'s' if len(ds) > 1 else ''}"
 
 
 explain = []

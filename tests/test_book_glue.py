@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from battgen.book import and_join, counted, glue_key, percent, readable, source_block
+from battgen.book import and_join, counted, glue_key, percent, readable, source_block, type_list
 from battgen.model import CVAE, loss_terms
 
 
@@ -28,6 +28,7 @@ def test_counts_and_lists_read_as_prose():
     assert counted(2, "battery", "batteries") == "2 batteries" and counted(1, "battery", "batteries") == "1 battery"
     assert [and_join(x) for x in ([], ["a"], ["a", "b"], ("a", "b", "c"))] == ["", "a", "a and b", "a, b and c"]
     assert and_join(i for i in (1, 2)) == "1 and 2"
+    assert type_list(["LMO10"]) == "LMO 10 Ah" and type_list(x for x in ("nmc2.1", "LFP35")) == "NMC 2.1 Ah and LFP 35 Ah"
 
 
 def test_readable_writes_small_numbers_as_powers_of_ten():

@@ -67,6 +67,10 @@ def test_attention_logit_range_is_the_largest_logit_spread(fitted):
         with torch.no_grad():
             logits = attn.logits(h, context)[:, 0]  # (n, Tq, Tk), one head
         assert spread[half] == pytest.approx(float((logits.amax(-1) - logits.amin(-1)).max()), rel=1e-4, abs=1e-6)
+        # each logit row is s_i C_j up to a constant along j, with the slopes of attention_slopes
+        s = torch.from_numpy(diagnostics.attention_slopes(fit, X, C)[half])[..., None]  # (n, Tq, 1)
+        centred = logits - logits.mean(-1, keepdim=True)
+        assert torch.allclose(centred, s * (context - context.mean(-1, keepdim=True))[:, None, :], atol=1e-4)
 
 
 def test_attention_departure_and_shift():

@@ -124,6 +124,18 @@ def test_paired_differences_are_paired_per_unit(results: pd.DataFrame) -> None:
         paired_differences(results[results["battery"] == "B"], "phase2_authors_shift", "phase1")
 
 
+def test_without_folds_a_seed_is_the_unit(results: pd.DataFrame) -> None:
+    # the paper's protocol has no folds: keep fold 0 and drop the column; each seed is one unit
+    paper = results[results["fold"] == 0].drop(columns="fold")
+    assert set(unit_means(paper, ("battery", "method")).columns) == {"battery", "method", "seed", "mape"}
+    d = paired_differences(paper[paper["battery"] == "A"], "phase2_paper", "baseline_interpolation").iloc[0]
+    seeds = [u for u, (seed, fold) in enumerate(UNITS) if fold == 0]  # units 0, 3, 6
+    assert d["n_units"] == 3 and d["diff"] == pytest.approx(-3.0 + 0.1 * JITTER[seeds].mean())
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx(t_interval(-3.0 + 0.1 * JITTER[seeds])[1:])
+    skill = skill_scores(paper[paper["battery"] == "B"]).set_index("method")
+    assert skill.loc["baseline_constant", "skill"] == 0 and skill.loc["phase1", "n_units"] == 3
+
+
 def test_skill_against_the_constant(results: pd.DataFrame) -> None:
     b = results[(results["battery"] == "B") & (results["method"].isin(["baseline_constant", "baseline_interpolation"]))]
     skill = skill_scores(b).set_index("method")

@@ -18,7 +18,7 @@ imported only where they are used.
 """
 
 from battgen.book.chapter import ChapterContext, setup_chapter
-from battgen.book.glue import and_join, counted, glue_key, glued, percent, put, put_many, readable, source_block
+from battgen.book.glue import and_join, counted, glue_key, glued, percent, put, put_many, readable, source_block, type_list
 from battgen.book.profiles import PROFILES, Profile, profile
 from battgen.book.runner import Chapter, chapters, data_fingerprint, find_root, fingerprint, run_notebooks
 from battgen.book.tables import Table, table
@@ -50,4 +50,5 @@ __all__ = [
     "source_block",
     "Table",
     "table",
+    "type_list",
 ]

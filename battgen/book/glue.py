@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "percent", "put", "put_many", "readable", "source_block"]
+__all__ = ["and_join", "counted", "glue_key", "glue_value", "glued", "percent", "put", "put_many", "readable", "source_block",
+           "type_list"]
 
 _GLUED: dict[str, str | int | float] = {}  # every value put() glued in this kernel, in order
 
@@ -60,6 +61,13 @@ def and_join(items: Iterable[Any]) -> str:
     """Items as the prose lists them: ``"a"``, ``"a and b"``, ``"a, b and c"`` (``""`` for none)."""
     words = [str(i) for i in items]
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def type_list(batteries: Iterable[str]) -> str:
+    """Battery types as the prose lists them: ``type_list(["LMO10", "LFP35"]) == "LMO 10 Ah and LFP 35 Ah"``."""
+    from battgen.data import battery_type
+
+    return and_join(battery_type(b).label for b in batteries)
 
 
 def percent(share: float, digits: int = 0) -> str:

@@ -1,7 +1,7 @@
 """Statistics over result tables: means with intervals, paired differences, skill, verdicts.
 
-The unit of replication is one (seed, fold): its MAPE is the mean over the unseen levels (and
-cases, when pooled). Means come with a 95 % interval over the seeds x folds units (Student t, or
+The unit of replication is one (seed, fold), or one seed in the paper's protocol, which has no
+folds: its MAPE is the mean over the unseen levels (and cases, when pooled). Means come with a 95 % interval over the seeds x folds units (Student t, or
 a percentile bootstrap). The units share batteries, so the interval describes the spread of the
 whole procedure (split, initialisation, sampling), not sampling from a population of batteries.
 :func:`verdicts` turns a summary into the sentences chapter 06 prints.
@@ -104,10 +104,15 @@ def _interval(method: str) -> Callable[[Sequence[float]], tuple[float, float, fl
     raise ValueError(f"interval must be 't' or 'bootstrap', got {method!r}")
 
 
+def _unit(results: pd.DataFrame) -> list[str]:
+    """The columns that name a unit of replication: seed and fold (seed alone without folds)."""
+    return ["seed", "fold"] if "fold" in results.columns else ["seed"]
+
+
 def unit_means(results: pd.DataFrame, by: Iterable[str] = ("battery", "case", "method")) -> pd.DataFrame:
     """Mean MAPE per ``by`` keys and unit (seed, fold), averaged over every other key (levels, cases)."""
     by = list(by)
-    return results.groupby(by + ["seed", "fold"], sort=False)["mape"].mean().reset_index()
+    return results.groupby(by + _unit(results), sort=False)["mape"].mean().reset_index()
 
 
 def _summarise_units(units: pd.DataFrame, by: list[str], value: str, interval: str) -> pd.DataFrame:
@@ -146,7 +151,7 @@ def paired_differences(results: pd.DataFrame, method: str, reference: str, by: I
     if joined.empty:
         raise ValueError(f"no rows where both {method!r} and {reference!r} were scored")
     joined["diff"] = joined["a"] - joined["b"]
-    units = joined.groupby(by + ["seed", "fold"], sort=False)[["diff", "a", "b"]].mean().reset_index()
+    units = joined.groupby(by + _unit(results), sort=False)[["diff", "a", "b"]].mean().reset_index()
     out = _summarise_units(units, by, "diff", interval)
     better = units.assign(better=units["a"] < units["b"]).groupby(by, sort=False)["better"].mean().reset_index(drop=True)
     out["frac_better"] = better.to_numpy()
@@ -165,7 +170,7 @@ def skill_scores(results: pd.DataFrame, reference: str = "baseline_constant", by
     by = [k for k in by if k != "method"]
     units = unit_means(results, by + ["method"])
     ref = units[units["method"] == reference].drop(columns="method").rename(columns={"mape": "ref"})
-    merged = units.merge(ref, on=by + ["seed", "fold"])
+    merged = units.merge(ref, on=by + _unit(results))
     merged["skill"] = 1.0 - merged["mape"] / merged["ref"]
     return _summarise_units(merged, by + ["method"], "skill", interval)
 
