@@ -262,7 +262,6 @@ def attention_stats(maps: np.ndarray) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
 def _slopes(attn: UnitCrossAttention, h: torch.Tensor) -> torch.Tensor:
     """``s_i = a h_i + c`` of a one-head layer for the query units ``h`` (n, Tq): the logit of unit
     ``i`` on context unit ``j`` is ``s_i C_j`` up to a constant along ``j``; (n, Tq)."""
@@ -270,6 +269,7 @@ def _slopes(attn: UnitCrossAttention, h: torch.Tensor) -> torch.Tensor:
     return s["a"] * h + s["c"]
 
 
+@torch.no_grad()
 def attention_slopes(fitted: FittedCVAE, features: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
     """The slopes ``s_i = a h_i + c`` of every row and query unit, ``{"encoder": (n, 64), "decoder": (n, 64)}``
     for one-head layers (the decoder reads at the posterior mean): row ``i`` of a row's attention
@@ -277,6 +277,7 @@ def attention_slopes(fitted: FittedCVAE, features: np.ndarray, conditions: np.nd
     return {name: _slopes(attn, h).numpy() for name, (attn, h, _) in attention_inputs(fitted, features, conditions).items()}
 
 
+@torch.no_grad()
 def attention_logit_range(fitted: FittedCVAE, features: np.ndarray, conditions: np.ndarray) -> dict[str, float]:
     """Largest spread along ``j`` of the logits ``s_i C_j`` (``s_i = a h_i + c``) over rows and query units.
 

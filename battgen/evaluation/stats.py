@@ -1,10 +1,11 @@
 """Statistics over result tables: means with intervals, paired differences, skill, verdicts.
 
 The unit of replication is one (seed, fold), or one seed in the paper's protocol, which has no
-folds: its MAPE is the mean over the unseen levels (and cases, when pooled). Means come with a 95 % interval over the seeds x folds units (Student t, or
-a percentile bootstrap). The units share batteries, so the interval describes the spread of the
-whole procedure (split, initialisation, sampling), not sampling from a population of batteries.
-:func:`verdicts` turns a summary into the sentences chapter 06 prints.
+folds: its MAPE is the mean over the unseen levels (and cases, when pooled). Means come with a
+95 % interval over the units (Student t, or a percentile bootstrap). The units share batteries,
+so the interval describes the spread of the whole procedure (split, initialisation, sampling),
+not sampling from a population of batteries. :func:`verdicts` turns a summary into the
+sentences chapter 06 prints.
 """
 
 from __future__ import annotations
