@@ -9,7 +9,7 @@ import pytest
 
 from battgen.data import load_pulsebat
 from battgen.evaluation.leakfree import run_estimator_benchmark
-from battgen.evaluation.trust import TRUST_COLUMNS, coverage_summary, run_trust_benchmark, soh_terciles
+from battgen.evaluation.trust import TRUST_COLUMNS, coverage_summary, recalibrated, run_trust_benchmark, soh_terciles
 
 
 def _pulses(inside_per_cell: dict[str, int], n: int = 10, battery: str = "LMO10") -> pd.DataFrame:
@@ -47,6 +47,43 @@ def test_coverage_summary_by_two_keys_and_repeatable():
     assert low_lfp["coverage"] == pytest.approx(0.3) and low_lfp["coverage_low"] == low_lfp["coverage_high"] == pytest.approx(0.3)
     assert (out["coverage_low"] <= out["coverage"]).all() and (out["coverage"] <= out["coverage_high"]).all()
     pd.testing.assert_frame_equal(out, coverage_summary(pulses, by=("battery", "tercile")))
+
+
+def _held_out(errors: dict[int, list[tuple[float, float]]]) -> pd.DataFrame:
+    """Held-out pulses of one type and seed: ``errors[fold]`` lists (estimate, true SOH - estimate)."""
+    rows = [{"battery": "X", "seed": 0, "fold": fold, "cell": f"c{fold}_{i}", "battery_id": f"c{fold}_{i}",
+             "soh": est + err, "estimate": est, "lower": np.nan, "upper": np.nan, "flagged": False}
+            for fold, pairs in errors.items() for i, (est, err) in enumerate(pairs)]
+    return pd.DataFrame(rows)
+
+
+def test_recalibrated_intervals_come_from_the_other_folds():
+    bad, good = [(0.8, 0.5)] * 20, [(0.8, 0.01 * (i + 1) / 20) for i in range(20)]  # |error| 0.5 in fold 0, <= 0.01 in 1
+    out = recalibrated(_held_out({0: bad, 1: good}))
+    width = (out["upper"] - out["lower"]).groupby(out["fold"]).max()
+    assert width[0] == pytest.approx(2 * 0.01 * 19 / 20) and width[1] == pytest.approx(1.0)  # from the other fold
+    covered = (out["soh"] >= out["lower"]) & (out["soh"] <= out["upper"])
+    assert not covered[out["fold"] == 0].any() and covered[out["fold"] == 1].all()
+    with pytest.raises(ValueError, match="at least two folds"):
+        recalibrated(_held_out({0: good}))
+    with pytest.raises(ValueError, match="positive integer"):
+        recalibrated(_held_out({0: bad, 1: good}), bins=0)
+
+
+def test_mondrian_bins_give_each_estimate_range_its_own_width():
+    # weak batteries: estimate 0.6, |error| 0.01..0.1; healthy ones: estimate 0.9, |error| 0.001..0.01
+    fold = [(0.6, 0.01 * (k + 1)) for k in range(10)] + [(0.9, -0.001 * (k + 1)) for k in range(10)]
+    pulses = _held_out({0: fold, 1: fold})
+    pulses["tercile"] = np.where(pulses["estimate"] < 0.75, "low", "high")
+    one = coverage_summary(recalibrated(pulses, 0.9, bins=1), by=("tercile",)).set_index("tercile")
+    two = coverage_summary(recalibrated(pulses, 0.9, bins=2), by=("tercile",)).set_index("tercile")
+    # one width: the 19th smallest of the 20 pooled errors (0.09) misses the weakest battery's 0.1
+    assert one.loc["low", "coverage"] == pytest.approx(0.9) and one.loc["high", "coverage"] == 1.0
+    assert one.loc["low", "width_pts"] == pytest.approx(18.0) == one.loc["high", "width_pts"]
+    # two bins: the 10th smallest of each bin's 10 errors, so every pulse is covered; wide low, narrow high
+    assert (two["coverage"] == 1.0).all()
+    assert two.loc["low", "width_pts"] == pytest.approx(20.0) and two.loc["high", "width_pts"] == pytest.approx(2.0)
+    assert recalibrated(pulses, bins=2).index.equals(pulses.index)
 
 
 def test_soh_terciles_split_each_type_by_battery():
