@@ -6,8 +6,9 @@ batteries at all ten levels (SOC not given), for an estimate, a prediction inter
 score. :func:`coverage_summary` says how often the interval held the true SOH and how wide it was,
 per battery type, SOC level or SOH tercile; the share of held-out pulses flagged as novel is the
 false-alarm rate. :func:`recalibrated` asks whether an interval whose width depends on the
-estimate (a Mondrian split-conformal interval) would cover the weak batteries better. :func:`run_ood_matrix` trains on one design and scores the pulses of every other
-design (and the same design's 3 s pulses): the detection rate.
+estimate (a Mondrian split-conformal interval) would cover the weak batteries better.
+:func:`run_ood_matrix` trains on one design and scores the pulses of every other design (and the
+same design's 3 s pulses): the detection rate.
 """
 
 from __future__ import annotations
