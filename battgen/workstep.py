@@ -22,6 +22,7 @@ import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -221,12 +222,34 @@ def _workstep_sheet(wb, source: str):
 
 def _read_cells(path: Path, required: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
     """The known columns of the workstep sheet as raw cell values, and the sheet's title."""
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
-
     source = path.name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such workstep file")
+    stat = path.stat()
+    header, rows, title = _sheet_rows(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)  # the name as given
+    index = {COLUMNS[h]: i for i, h in enumerate(header) if h in COLUMNS}
+    missing = [c for c in required if c not in index]
+    if len(missing) == len(required):
+        raise ValueError(f"{source}: not a workstep layer: sheet {title!r} has none of the workstep columns "
+                         f"({', '.join(HEADERS[c] for c in required[:4])}, ...); header row is {list(header[:6])}...")
+    if missing:
+        raise ValueError(f"{source}: sheet {title!r}: column {HEADERS[missing[0]]!r} ({missing[0]}) is missing"
+                         f"{'' if len(missing) == 1 else f' (and {len(missing) - 1} more)'}; expected the tester's "
+                         f"workstep-layer columns {[HEADERS[c] for c in required]}")
+    cols = sorted(index.items(), key=lambda kv: kv[1])
+    data = [tuple(r[i] if i < len(r) else None for _, i in cols) for r in rows]
+    return pd.DataFrame(data, columns=[c for c, _ in cols]), title
+
+
+@lru_cache(maxsize=4)
+def _sheet_rows(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, ...], tuple[tuple, ...], str]:
+    """``(header, rows, title)`` of a file's workstep sheet: cell values, read once per version of the
+    file (its modification time and size are part of the key; a study reads one file several times,
+    a parse takes ~0.4 s)."""
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    source = Path(path).name
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError, InvalidFileException) as exc:
@@ -234,19 +257,8 @@ def _read_cells(path: Path, required: tuple[str, ...]) -> tuple[pd.DataFrame, st
     try:
         ws = _workstep_sheet(wb, source)
         rows = ws.iter_rows(values_only=True)
-        header = [str(c).strip() if c is not None else "" for c in next(rows, ())]
-        index = {COLUMNS[h]: i for i, h in enumerate(header) if h in COLUMNS}
-        missing = [c for c in required if c not in index]
-        if len(missing) == len(required):
-            raise ValueError(f"{source}: not a workstep layer: sheet {ws.title!r} has none of the workstep columns "
-                             f"({', '.join(HEADERS[c] for c in required[:4])}, ...); header row is {header[:6]}...")
-        if missing:
-            raise ValueError(f"{source}: sheet {ws.title!r}: column {HEADERS[missing[0]]!r} ({missing[0]}) is missing"
-                             f"{'' if len(missing) == 1 else f' (and {len(missing) - 1} more)'}; expected the tester's "
-                             f"workstep-layer columns {[HEADERS[c] for c in required]}")
-        cols = sorted(index.items(), key=lambda kv: kv[1])
-        data = [tuple(r[i] if i < len(r) else None for _, i in cols) for r in rows]
-        return pd.DataFrame(data, columns=[c for c, _ in cols]), ws.title
+        header = tuple(str(c).strip() if c is not None else "" for c in next(rows, ()))
+        return header, tuple(rows), ws.title
     finally:
         wb.close()
 

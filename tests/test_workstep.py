@@ -6,6 +6,7 @@ the column (Chinese header and English name) and the spreadsheet row.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -124,6 +125,22 @@ def test_repeated_step_is_an_economics_error(tmp_path, lmo_rows):
     path = write_sheet(tmp_path / Path(LMO).name, rows)
     with pytest.raises(ValueError, match=rf"^{path.name}: SOC level 1: row 41: program step \d+ occurs twice \(also row 40\)"):
         ec.measure_level_cost(path)
+
+
+def test_a_file_is_parsed_once_per_version(tmp_path, lmo_rows, monkeypatch):
+    path = write_sheet(tmp_path / Path(LMO).name, lmo_rows)
+    opened = []
+    real = openpyxl.load_workbook
+    monkeypatch.setattr(openpyxl, "load_workbook", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    first = read_workstep(path)
+    again = read_workstep(path, extra=ENERGY)  # other columns checked, the same cells
+    assert len(opened) == 1 and first.equals(again[first.columns])
+    first["soc"] = 0.0  # a caller's changes stay its own
+    assert "soc" not in read_workstep(path).columns
+    stamp = path.stat().st_mtime_ns
+    write_sheet(path, lmo_rows[:50])  # a new version of the file: read again
+    os.utime(path, ns=(stamp, stamp))  # even with the old version's time stamp: the size differs
+    assert len(read_workstep(path)) < len(first) and len(opened) == 2
 
 
 def test_unknown_extra_column_is_refused(lmo_path):
