@@ -274,6 +274,7 @@ for where in ("lowest", "rest"):
 pulled = held[(BINS, "lowest")] > held[(1, "lowest")] and held[(BINS, "rest")] < held[(1, "rest")]
 # pulled: the binned widths help the weak batteries estimated low and hurt those estimated higher
 reached = bool((low[BINS]["coverage"] >= COVERAGE).all())  # every type's low tercile at the nominal level
+put("recal_gap_text", "close that gap in every type" if reached else "do not close that gap")
 put("recal_why", "The pull towards the middle is why" if pulled else "Where the estimates fall shows how")
 put("recal_summary", "enough to reach the nominal level in every type" if reached else
     "not enough; the estimate's pull towards the middle keeps the weak batteries from the widths meant for them"
