@@ -56,7 +56,7 @@ from battgen import plotting
 from battgen.book import and_join, glue_key, percent, put, setup_chapter, table, type_list
 from battgen.data import BATTERIES, load_pulsebat
 from battgen.diagnostics import paired_difference_mv, soc_cap, u1_soh_correlation
-from battgen.evaluation.trust import coverage_summary, recalibrated, run_ood_matrix, run_trust_benchmark, soh_terciles
+from battgen.evaluation.trust import coverage_summary, covered, recalibrated, run_ood_matrix, run_trust_benchmark, soh_terciles
 from battgen.io import write_table
 
 ctx = setup_chapter("08_trustworthy_estimates", profile=profile, data_dir=data_dir, results_dir=results_dir, seeds=seeds)
@@ -202,11 +202,11 @@ put("worst_tercile", f"{plotting.label(by_tercile.loc[by_tercile['coverage'].idx
                      f"{by_tercile.loc[by_tercile['coverage'].idxmin(), 'tercile']} SOH")
 n_under = int((cov["coverage"] < COVERAGE).sum())
 put("n_under", n_under)
-short_types = [plotting.label(b) for b in BATTERIES if cov.loc[b, "coverage_high"] < COVERAGE]
+short_types = [b for b in BATTERIES if cov.loc[b, "coverage_high"] < COVERAGE]
 put("short_types_text", "" if n_under == 0 else
     "; in none of them does the interval over batteries lie wholly below it" if not short_types else
-    f"; the interval over batteries lies wholly below it for {and_join(short_types)}")
-put("short_types_summary", "for no type" if not short_types else f"only for {and_join(short_types)}"
+    f"; the interval over batteries lies wholly below it for {type_list(short_types)}")
+put("short_types_summary", "for no type" if not short_types else f"only for {type_list(short_types)}"
     if len(short_types) < len(BATTERIES) else "for every type")
 short_cells = by_tercile[by_tercile["coverage_high"] < COVERAGE]
 put("short_cells_text", "In no type x tercile cell does the 95 % interval over batteries lie wholly below the nominal "
@@ -257,7 +257,7 @@ change = 100 * (low[BINS]["coverage"].mean() - low[1]["coverage"].mean())  # poi
 weak = (pulses["tercile"] == "low").to_numpy()
 lowest = (pulses.groupby("battery")["estimate"].transform(lambda e: pd.qcut(e.rank(method="first"), BINS, labels=False))
           == 0).to_numpy()  # the pulse's estimate is in the lowest third of its type's estimates
-held = {(n, where): float(((r["soh"] >= r["lower"]) & (r["soh"] <= r["upper"])).to_numpy()[weak & at].mean())
+held = {(n, where): float(covered(r)[weak & at].mean())
         for n, r in again.items() for where, at in (("lowest", lowest), ("rest", ~lowest))}  # low tercile's coverage
 put("mondrian_bins", BINS)
 put("recal_low_one", 100 * low[1]["coverage"].mean())

@@ -9,7 +9,7 @@ import pytest
 
 from battgen.data import load_pulsebat
 from battgen.evaluation.leakfree import run_estimator_benchmark
-from battgen.evaluation.trust import TRUST_COLUMNS, coverage_summary, recalibrated, run_trust_benchmark, soh_terciles
+from battgen.evaluation.trust import TRUST_COLUMNS, coverage_summary, covered, recalibrated, run_trust_benchmark, soh_terciles
 
 
 def _pulses(inside_per_cell: dict[str, int], n: int = 10, battery: str = "LMO10") -> pd.DataFrame:
@@ -62,8 +62,8 @@ def test_recalibrated_intervals_come_from_the_other_folds():
     out = recalibrated(_held_out({0: bad, 1: good}))
     width = (out["upper"] - out["lower"]).groupby(out["fold"]).max()
     assert width[0] == pytest.approx(2 * 0.01 * 19 / 20) and width[1] == pytest.approx(1.0)  # from the other fold
-    covered = (out["soh"] >= out["lower"]) & (out["soh"] <= out["upper"])
-    assert not covered[out["fold"] == 0].any() and covered[out["fold"] == 1].all()
+    inside = covered(out)
+    assert not inside[(out["fold"] == 0).to_numpy()].any() and inside[(out["fold"] == 1).to_numpy()].all()
     with pytest.raises(ValueError, match="at least two folds"):
         recalibrated(_held_out({0: good}))
     with pytest.raises(ValueError, match="positive integer"):

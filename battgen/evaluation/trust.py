@@ -24,7 +24,7 @@ from battgen.evaluation.stats import cluster_bootstrap
 from battgen.protocol import soc_percent
 from battgen.uncertainty import conformal_quantile
 
-__all__ = ["TRUST_COLUMNS", "run_trust_benchmark", "soh_terciles", "coverage_summary", "recalibrated", "run_ood_matrix"]
+__all__ = ["TRUST_COLUMNS", "run_trust_benchmark", "soh_terciles", "covered", "coverage_summary", "recalibrated", "run_ood_matrix"]
 
 TRUST_COLUMNS = ["battery", "seed", "fold", "cell", "battery_id", "soc", "soh", "estimate", "lower", "upper",
                  "novelty", "flagged"]
@@ -78,6 +78,11 @@ def soh_terciles(pulses: pd.DataFrame) -> pd.Series:
     return pulses.merge(per_battery[["battery", "battery_id", "tercile"]], on=["battery", "battery_id"], how="left")["tercile"]
 
 
+def covered(pulses: pd.DataFrame) -> np.ndarray:
+    """Whether each pulse's interval holds its true SOH (``lower <= soh <= upper``), (n,) booleans."""
+    return ((pulses["soh"] >= pulses["lower"]) & (pulses["soh"] <= pulses["upper"])).to_numpy()
+
+
 def coverage_summary(pulses: pd.DataFrame, by: Sequence[str] = ("battery",), confidence: float = 0.95,
                      n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per ``by`` group: the share of pulses whose interval holds the true SOH (``coverage``), with a
@@ -85,7 +90,7 @@ def coverage_summary(pulses: pd.DataFrame, by: Sequence[str] = ("battery",), con
     a battery's pulses at every level, seed and fold are drawn together), the mean interval width
     in SOH points (``width_pts``, 1 point = 1 % of nominal capacity), the share flagged as novel
     (``flagged``), ``n`` pulses and ``n_batteries``."""
-    d = pulses.assign(_in=(pulses["soh"] >= pulses["lower"]) & (pulses["soh"] <= pulses["upper"]),
+    d = pulses.assign(_in=covered(pulses),
                       _w=100.0 * (pulses["upper"] - pulses["lower"]))
     groups = d.groupby(list(by), sort=False)
     out = groups.agg(coverage=("_in", "mean"), width_pts=("_w", "mean"), flagged=("flagged", "mean"),
@@ -109,6 +114,7 @@ def recalibrated(pulses: pd.DataFrame, coverage: float = 0.9, bins: int = 1) -> 
     """
     if int(bins) != bins or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    bins = int(bins)
     parts = []
     for _, g in pulses.groupby(["battery", "seed"], sort=False):
         folds = g["fold"].unique()
@@ -117,9 +123,9 @@ def recalibrated(pulses: pd.DataFrame, coverage: float = 0.9, bins: int = 1) -> 
         for fold in folds:
             cal, test = g[g["fold"] != fold], g[g["fold"] == fold]
             errors = (cal["soh"] - cal["estimate"]).abs().to_numpy()  # (n_cal,)
-            edges = np.quantile(cal["estimate"], np.linspace(0, 1, int(bins) + 1)[1:-1])  # (bins - 1,)
+            edges = np.quantile(cal["estimate"], np.linspace(0, 1, bins + 1)[1:-1])  # (bins - 1,)
             group = np.searchsorted(edges, cal["estimate"].to_numpy(), side="right")  # (n_cal,) in [0, bins)
-            half = np.array([conformal_quantile(errors[group == k], coverage) for k in range(int(bins))])  # (bins,)
+            half = np.array([conformal_quantile(errors[group == k], coverage) for k in range(bins)])  # (bins,)
             h = half[np.searchsorted(edges, test["estimate"].to_numpy(), side="right")]  # (n_test,)
             parts.append(test.assign(lower=test["estimate"] - h, upper=test["estimate"] + h))
     return pd.concat(parts).loc[pulses.index]
